@@ -1,0 +1,123 @@
+"""The LLM, reached through the `openai` client at any OpenAI-compatible base URL.
+
+Only this module knows about the client; it turns every failure into an LLMError with a stable
+code and a sentence a user can read. Retries: the client retries the *request* (connection
+errors, 408/409/429/5xx) before any token has arrived, which is safe; once a reply is streaming
+nothing is retried, since a retry would repeat or contradict what the user already has.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+from django.conf import settings
+
+from magicmirror.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+class LLMError(ApplicationError):
+    status_code = 502
+
+
+def _not_configured():
+    return LLMError(
+        "The language model is not configured: the site administrator must set LLM_API_KEY.",
+        code="llm_not_configured",
+        status_code=503,
+    )
+
+
+def translate_error(exc: Exception) -> LLMError:
+    """Map a client exception to an LLMError with a stable code."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | httpx.TimeoutException):
+        return LLMError("The language model took too long to answer. Please try again.", code="llm_timeout", status_code=504)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return LLMError(
+            "The language model refused the API key. The site administrator must check LLM_API_KEY.",
+            code="llm_auth",
+        )
+    if isinstance(exc, openai.RateLimitError):
+        return LLMError("The language model is busy (rate limited). Please wait a moment and try again.", code="llm_rate_limited", status_code=503)
+    if isinstance(exc, openai.NotFoundError):
+        return LLMError("The language model was not found: check LLM_MODEL and LLM_BASE_URL.", code="llm_bad_config")
+    if isinstance(exc, openai.InternalServerError):
+        return LLMError("The language model's server had an error. Please try again.", code="llm_server_error")
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return LLMError("The language model could not be reached. Please try again later.", code="llm_unreachable", status_code=503)
+    if isinstance(exc, openai.APIStatusError):
+        return LLMError(f"The language model answered with an error ({exc.status_code}).", code="llm_error")
+    return LLMError("The language model sent a reply that could not be read.", code="llm_bad_response")
+
+
+# One client per event loop: httpx connection pools belong to the loop that opened them, and
+# reusing one saves a TLS handshake on every turn.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[tuple, openai.AsyncOpenAI]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client() -> openai.AsyncOpenAI:
+    if not settings.LLM_API_KEY:
+        raise _not_configured()
+    config = (settings.LLM_API_KEY, settings.LLM_BASE_URL, settings.LLM_TIMEOUT, settings.LLM_MAX_RETRIES)
+    loop = asyncio.get_running_loop()
+    cached = _clients.get(loop)
+    if cached and cached[0] == config:
+        return cached[1]
+    client = openai.AsyncOpenAI(
+        api_key=settings.LLM_API_KEY,
+        base_url=settings.LLM_BASE_URL,
+        timeout=httpx.Timeout(settings.LLM_TIMEOUT, connect=settings.LLM_CONNECT_TIMEOUT),
+        max_retries=settings.LLM_MAX_RETRIES,
+    )
+    _clients[loop] = (config, client)
+    return client
+
+
+async def stream_reply(messages: list[dict]) -> AsyncIterator[str]:
+    """Yield the reply's text as it arrives. Raises LLMError (after any text already yielded)."""
+    try:
+        stream = await _client().chat.completions.create(
+            model=settings.LLM_MODEL,
+            messages=messages,
+            stream=True,
+            temperature=settings.LLM_TEMPERATURE,
+            max_tokens=settings.LLM_MAX_TOKENS,
+        )
+    except Exception as exc:
+        raise translate_error(exc) from exc
+    try:
+        async with stream:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                text = getattr(delta, "content", None) if delta is not None else None
+                if text:
+                    yield text
+    except (GeneratorExit, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise translate_error(exc) from exc
+
+
+async def complete(messages: list[dict], *, max_tokens: int = 64, model: str | None = None) -> str:
+    """A short non-streamed completion (titles)."""
+    try:
+        response = await _client().chat.completions.create(
+            model=model or settings.LLM_MODEL,
+            messages=messages,
+            stream=False,
+            temperature=0.3,
+            max_tokens=max_tokens,
+        )
+        return (response.choices[0].message.content or "").strip()
+    except Exception as exc:
+        raise translate_error(exc) from exc

@@ -1,0 +1,130 @@
+"""One chat turn: save the user's message, stream the LLM's reply, save the reply.
+
+`reply_stream` is an async generator of events (plain dicts) shared by the SSE API and the
+WebSocket consumer. The reply is saved whatever happens: when it completes, when the LLM fails
+part-way (what arrived is kept, with the error code), and when the consumer stops listening
+(client gone, barge-in): closing the generator saves what arrived, marked interrupted.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from .. import llm
+from ..models import Conversation, Message
+from ..selectors import conversation_get, llm_messages
+from .conversations import conversation_create, message_create, message_text_clean
+from .titles import title_fallback, title_generate
+
+logger = logging.getLogger(__name__)
+
+
+def message_payload(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "source": message.source,
+        "interrupted": message.interrupted,
+        "error_code": message.error_code,
+        "speaker_id": message.speaker_id,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def turn_start(*, user, conversation_id, text, source=Message.Source.TEXT):
+    """Validate and save the user's message (before the LLM is called). Returns what the LLM needs."""
+    text = message_text_clean(text)
+    with transaction.atomic():
+        if conversation_id in (None, ""):
+            conversation = conversation_create(user=user)
+        else:
+            conversation = conversation_get(user=user, conversation_id=conversation_id)
+        first_turn = not conversation.messages.exists()
+        user_message = message_create(conversation=conversation, role=Message.Role.USER, content=text, source=source)
+        if first_turn and not conversation.title_is_final:
+            # A readable title right away; the LLM's title replaces it after the first reply.
+            Conversation.objects.filter(pk=conversation.pk).update(title=title_fallback(text))
+            conversation.refresh_from_db(fields=["title", "updated_at"])
+    return conversation, user_message, llm_messages(conversation=conversation), first_turn
+
+
+def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -> Message | None:
+    if not content and not error_code and not interrupted:
+        return None
+    return message_create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        content=content,
+        interrupted=interrupted,
+        error_code=error_code,
+        speaker_id=speaker_id,
+    )
+
+
+async def reply_stream(
+    *, user, conversation_id, text, source=Message.Source.TEXT, speaker_id=None
+) -> AsyncIterator[dict]:
+    """Events: conversation, user_message, delta*, then done or error, then title (first turn).
+
+    Raises ApplicationError before the first event for bad input (empty/long text, unknown
+    conversation), so callers can answer with a plain 4xx.
+    """
+    conversation, user_message, messages, first_turn = await sync_to_async(turn_start)(
+        user=user, conversation_id=conversation_id, text=text, source=source
+    )
+    yield {"type": "conversation", "conversation": {"id": conversation.pk, "title": conversation.title}}
+    yield {"type": "user_message", "message": message_payload(user_message)}
+
+    parts: list[str] = []
+    error: llm.LLMError | None = None
+    finished = False
+    saved: Message | None = None
+
+    async def save(interrupted):
+        return await sync_to_async(_reply_save)(
+            conversation=conversation,
+            content="".join(parts),
+            interrupted=interrupted,
+            error_code=error.code if error else "",
+            speaker_id=speaker_id,
+        )
+
+    try:
+        try:
+            async for delta in llm.stream_reply(messages):
+                parts.append(delta)
+                yield {"type": "delta", "text": delta}
+        except llm.LLMError as exc:
+            error = exc
+            logger.warning("LLM failed in conversation %s: %s", conversation.pk, exc.code)
+        finished = True
+        saved = await save(interrupted=error is not None and bool(parts))
+    finally:
+        if not finished:
+            # The listener went away mid-reply: keep what arrived. Shielded so a second
+            # cancellation cannot lose the row.
+            try:
+                await asyncio.shield(save(interrupted=True))
+            except Exception:  # pragma: no cover - logged, nothing else to do on the way out
+                logger.exception("Could not save the interrupted reply of conversation %s", conversation.pk)
+
+    if error is not None:
+        yield {
+            "type": "error",
+            "code": error.code,
+            "message": error.message,
+            "message_id": saved.pk if saved else None,
+        }
+        return
+    yield {"type": "done", "message": message_payload(saved) if saved else None}
+
+    if first_turn and saved is not None and saved.content:
+        title = await title_generate(
+            conversation_id=conversation.pk, user_text=user_message.content, reply_text=saved.content
+        )
+        if title:
+            yield {"type": "title", "conversation_id": conversation.pk, "title": title}

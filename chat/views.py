@@ -1,0 +1,19 @@
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from speakers.selectors import speaker_list, user_settings_get
+
+from .selectors import conversation_list
+
+
+@login_required
+def home(request):
+    return render(
+        request,
+        "chat/home.html",
+        {
+            "conversations": conversation_list(user=request.user)[:100],
+            "speakers": speaker_list(user=request.user),
+            "user_settings": user_settings_get(user=request.user),
+        },
+    )

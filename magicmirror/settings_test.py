@@ -1,0 +1,18 @@
+"""Settings for the test suite: the normal settings, with TESTING on and throw-away storage."""
+
+import os
+import tempfile
+
+os.environ["MAGICMIRROR_TESTING"] = "1"
+
+from .settings import *  # noqa: E402,F403
+from .settings import CACHES, REDIS_URL  # noqa: E402
+
+MEDIA_ROOT = tempfile.mkdtemp(prefix="mm-test-media-")
+# Tests are not behind TLS.
+SECURE_SSL_REDIRECT = False
+if REDIS_URL:
+    # A Redis database of its own for the cache, so clearing it between tests leaves the channel
+    # layer and the Celery broker alone.
+    CACHES["default"]["LOCATION"] = REDIS_URL.rsplit("/", 1)[0] + "/2"
+    CACHES["default"]["KEY_PREFIX"] = "mm-test"

@@ -1,0 +1,159 @@
+"""Speakers and user-settings JSON API."""
+
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from magicmirror.errors import ApplicationError
+
+from .selectors import speaker_get, speaker_list, user_settings_get
+from .services import (
+    speaker_create,
+    speaker_delete,
+    speaker_switch,
+    speaker_update,
+    user_settings_update,
+)
+
+
+class SpeakerOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prompt_text = serializers.CharField()
+    audio_url = serializers.SerializerMethodField()
+    audio_duration = serializers.FloatField()
+    is_current = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_audio_url(self, speaker) -> str:
+        return f"/api/speakers/{speaker.pk}/audio"
+
+    def get_is_current(self, speaker) -> bool:
+        return speaker.pk == self.context.get("current_speaker_id")
+
+
+class SpeakerListOutput(serializers.Serializer):
+    speakers = SpeakerOutput(many=True)
+    current_speaker_id = serializers.IntegerField(allow_null=True)
+    limit = serializers.IntegerField()
+
+
+class SpeakerCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    prompt_text = serializers.CharField(max_length=500)
+    audio = serializers.FileField(help_text="Reference clip: wav, webm, ogg, mp3 or m4a; 1-30 s; >= 16 kHz.")
+    make_current = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class SpeakerUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=64, required=False)
+    prompt_text = serializers.CharField(max_length=500, required=False)
+    audio = serializers.FileField(required=False)
+
+
+class SettingsOutput(serializers.Serializer):
+    current_speaker_id = serializers.IntegerField(allow_null=True)
+    input_mode = serializers.CharField()
+    voice_output = serializers.BooleanField()
+
+
+class SettingsInput(serializers.Serializer):
+    input_mode = serializers.ChoiceField(choices=["ptt", "handsfree"], required=False)
+    voice_output = serializers.BooleanField(required=False)
+
+
+def _read_upload(upload) -> bytes:
+    if upload.size > settings.SPEAKER_MAX_UPLOAD_BYTES:
+        raise ApplicationError(
+            f"The audio file is too large (limit {settings.SPEAKER_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
+            code="audio_too_large",
+            status_code=413,
+        )
+    return upload.read()
+
+
+def _speaker_data(request, speaker):
+    current = user_settings_get(user=request.user).current_speaker_id
+    return SpeakerOutput(speaker, context={"current_speaker_id": current}).data
+
+
+class SpeakerListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(responses=SpeakerListOutput, summary="My speakers (at most three) and the current one")
+    def get(self, request):
+        current = user_settings_get(user=request.user).current_speaker_id
+        speakers = SpeakerOutput(speaker_list(user=request.user), many=True, context={"current_speaker_id": current})
+        return Response({"speakers": speakers.data, "current_speaker_id": current, "limit": settings.SPEAKERS_PER_USER})
+
+    @extend_schema(request={"multipart/form-data": SpeakerCreateInput}, responses={201: SpeakerOutput}, summary="Add a speaker")
+    def post(self, request):
+        serializer = SpeakerCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        speaker = speaker_create(
+            user=request.user,
+            name=data["name"],
+            prompt_text=data["prompt_text"],
+            audio_data=_read_upload(data["audio"]),
+            make_current=data["make_current"],
+        )
+        return Response(_speaker_data(request, speaker), status=status.HTTP_201_CREATED)
+
+
+class SpeakerDetailApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(responses=SpeakerOutput, summary="One speaker")
+    def get(self, request, speaker_id):
+        return Response(_speaker_data(request, speaker_get(user=request.user, speaker_id=speaker_id)))
+
+    @extend_schema(request={"multipart/form-data": SpeakerUpdateInput, "application/json": SpeakerUpdateInput}, responses=SpeakerOutput, summary="Rename, correct the transcript, or replace the audio")
+    def patch(self, request, speaker_id):
+        speaker_get(user=request.user, speaker_id=speaker_id)  # 404 before 400
+        serializer = SpeakerUpdateInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        speaker = speaker_update(
+            user=request.user,
+            speaker_id=speaker_id,
+            name=data.get("name"),
+            prompt_text=data.get("prompt_text"),
+            audio_data=_read_upload(data["audio"]) if "audio" in data else None,
+        )
+        return Response(_speaker_data(request, speaker))
+
+    @extend_schema(responses={204: None}, summary="Delete a speaker")
+    def delete(self, request, speaker_id):
+        speaker_delete(user=request.user, speaker_id=speaker_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SpeakerSwitchApi(APIView):
+    @extend_schema(request=None, responses=SettingsOutput, summary="Make this speaker the current voice")
+    def post(self, request, speaker_id):
+        return Response(SettingsOutput(speaker_switch(user=request.user, speaker_id=speaker_id)).data)
+
+
+class SpeakerAudioApi(APIView):
+    @extend_schema(responses={(200, "audio/wav"): bytes}, summary="The speaker's reference audio (WAV)")
+    def get(self, request, speaker_id):
+        speaker = speaker_get(user=request.user, speaker_id=speaker_id)
+        return FileResponse(speaker.audio.open("rb"), content_type="audio/wav")
+
+
+class SettingsApi(APIView):
+    @extend_schema(responses=SettingsOutput, summary="My preferences")
+    def get(self, request):
+        return Response(SettingsOutput(user_settings_get(user=request.user)).data)
+
+    @extend_schema(request=SettingsInput, responses=SettingsOutput, summary="Change my preferences")
+    def patch(self, request):
+        serializer = SettingsInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(SettingsOutput(user_settings_update(user=request.user, **serializer.validated_data)).data)

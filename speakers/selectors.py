@@ -1,0 +1,26 @@
+from django.db.models import QuerySet
+
+from magicmirror.errors import NotFound
+
+from .models import Speaker, UserSettings
+
+
+def speaker_list(*, user) -> QuerySet[Speaker]:
+    return Speaker.objects.filter(owner=user).order_by("slot")
+
+
+def speaker_get(*, user, speaker_id) -> Speaker:
+    """The user's speaker, or NotFound: another user's speaker is indistinguishable from none."""
+    try:
+        return Speaker.objects.get(owner=user, pk=int(speaker_id))
+    except (Speaker.DoesNotExist, ValueError, TypeError):
+        raise NotFound("Speaker not found.", code="speaker_not_found") from None
+
+
+def user_settings_get(*, user) -> UserSettings:
+    settings_row, _ = UserSettings.objects.select_related("current_speaker").get_or_create(user=user)
+    return settings_row
+
+
+def current_speaker_get(*, user) -> Speaker | None:
+    return user_settings_get(user=user).current_speaker
