@@ -93,19 +93,24 @@ async def stream_reply(messages: list[dict]) -> AsyncIterator[str]:
         )
     except Exception as exc:
         raise translate_error(exc) from exc
+    finished = False
     try:
         async with stream:
             async for chunk in stream:
                 if not chunk.choices:
                     continue
-                delta = chunk.choices[0].delta
-                text = getattr(delta, "content", None) if delta is not None else None
+                choice = chunk.choices[0]
+                finished = finished or bool(choice.finish_reason)
+                text = getattr(choice.delta, "content", None) if choice.delta is not None else None
                 if text:
                     yield text
     except (GeneratorExit, asyncio.CancelledError):
         raise
     except Exception as exc:
         raise translate_error(exc) from exc
+    if not finished:
+        # The stream ended without a finish_reason: the server cut the reply short.
+        raise LLMError("The language model's reply was cut off. Please try again.", code="llm_bad_response")
 
 
 async def complete(messages: list[dict], *, max_tokens: int = 64, model: str | None = None) -> str:

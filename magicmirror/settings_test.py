@@ -16,3 +16,5 @@ if REDIS_URL:
     # layer and the Celery broker alone.
     CACHES["default"]["LOCATION"] = REDIS_URL.rsplit("/", 1)[0] + "/2"
     CACHES["default"]["KEY_PREFIX"] = "mm-test"
+STATIC_ROOT = tempfile.mkdtemp(prefix="mm-test-static-")
+WHITENOISE_USE_FINDERS = True
