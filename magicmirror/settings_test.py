@@ -18,3 +18,7 @@ if REDIS_URL:
     CACHES["default"]["KEY_PREFIX"] = "mm-test"
 STATIC_ROOT = tempfile.mkdtemp(prefix="mm-test-static-")
 WHITENOISE_USE_FINDERS = True
+
+# A test database of this run's own, so several runs can share one MariaDB server.
+if DATABASES["default"]["ENGINE"].endswith("mysql"):  # noqa: F405
+    DATABASES["default"]["TEST"]["NAME"] = os.environ.get("MM_TEST_DB_NAME", f"test_magicmirror_{os.getpid()}")  # noqa: F405
