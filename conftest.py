@@ -92,7 +92,8 @@ def tone_wav(seconds=2.0, rate=24000, freq=220.0, amplitude=0.4) -> bytes:
         w.setframerate(rate)
         w.writeframes(
             b"".join(
-                struct.pack("<h", int(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames)
+                struct.pack("<h", int(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate)))
+                for i in range(frames)
             )
         )
     return buf.getvalue()
@@ -101,3 +102,44 @@ def tone_wav(seconds=2.0, rate=24000, freq=220.0, amplitude=0.4) -> bytes:
 @pytest.fixture
 def wav_bytes():
     return tone_wav
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real Celery worker process against the test Redis and the test database."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from magicmirror.celery import app
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        pytest.skip("no broker: the embedded default runs jobs in-process")
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "magicmirror.settings_test"
+    env["MM_TEST_DB_NAME"] = settings.DATABASES["default"]["NAME"]
+    name = f"test-{os.getpid()}@localhost"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "--pool=solo", "-n", name, "-l", "warning"],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"The Celery worker exited with {process.returncode}")
+            replies = app.control.ping(destination=[name], timeout=0.5) or []
+            if any(name in reply for reply in replies):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("The Celery worker did not answer a ping within 60 s")
+        yield name
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -44,7 +44,17 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["role", "source", "interrupted"]
     search_fields = ["content", "conversation__title", "conversation__owner__username"]
     list_select_related = ["conversation"]
-    readonly_fields = ["conversation", "role", "source", "content", "interrupted", "error_code", "speaker", "audio", "created_at"]
+    readonly_fields = [
+        "conversation",
+        "role",
+        "source",
+        "content",
+        "interrupted",
+        "error_code",
+        "speaker",
+        "audio",
+        "created_at",
+    ]
 
     def has_add_permission(self, request):
         return False

@@ -12,6 +12,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from magicmirror.api import TextField
+
 from .models import Message
 from .selectors import conversation_get, conversation_list, message_list
 from .services.conversations import (
@@ -46,13 +48,11 @@ class ConversationDetailOutput(ConversationOutput):
 
 
 class TitleInput(serializers.Serializer):
-    title = serializers.CharField(max_length=settings.CONVERSATION_TITLE_MAX_CHARS, allow_blank=True, trim_whitespace=True)
+    title = TextField(max_length=settings.CONVERSATION_TITLE_MAX_CHARS, allow_blank=True, trim_whitespace=True)
 
 
 class ConversationCreateInput(serializers.Serializer):
-    title = serializers.CharField(
-        max_length=settings.CONVERSATION_TITLE_MAX_CHARS, allow_blank=True, required=False, default=""
-    )
+    title = TextField(max_length=settings.CONVERSATION_TITLE_MAX_CHARS, allow_blank=True, required=False, default="")
 
 
 def _detail(conversation):
@@ -65,7 +65,9 @@ class ConversationListApi(APIView):
     def get(self, request):
         return Response(ConversationOutput(conversation_list(user=request.user), many=True).data)
 
-    @extend_schema(request=ConversationCreateInput, responses={201: ConversationOutput}, summary="Create a conversation")
+    @extend_schema(
+        request=ConversationCreateInput, responses={201: ConversationOutput}, summary="Create a conversation"
+    )
     def post(self, request):
         data = request.data if request.data else {}
         serializer = ConversationCreateInput(data=data)
@@ -102,7 +104,9 @@ class ClearHistoryInput(serializers.Serializer):
 class ClearHistoryApi(APIView):
     @extend_schema(
         request=ClearHistoryInput,
-        responses=inline_serializer("ClearHistoryOutput", {"conversation_id": serializers.IntegerField(), "deleted": serializers.IntegerField()}),
+        responses=inline_serializer(
+            "ClearHistoryOutput", {"conversation_id": serializers.IntegerField(), "deleted": serializers.IntegerField()}
+        ),
         summary="Delete a conversation's messages (its memory)",
     )
     def post(self, request):
@@ -114,7 +118,7 @@ class ClearHistoryApi(APIView):
 
 
 class ChatInput(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    message = TextField(trim_whitespace=False, allow_blank=True)
     conversation_id = serializers.IntegerField(required=False, allow_null=True)
 
 

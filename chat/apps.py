@@ -13,8 +13,7 @@ def check_llm_configured(app_configs, **kwargs):
     return [
         checks.Warning(
             "No LLM API key is configured.",
-            hint="Set LLM_API_KEY (or DEEPSEEK_API_KEY). Until then chat replies report "
-            "'LLM not configured'.",
+            hint="Set LLM_API_KEY (or DEEPSEEK_API_KEY). Until then chat replies report 'LLM not configured'.",
             id="chat.W001",
         )
     ]

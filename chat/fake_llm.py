@@ -10,6 +10,7 @@ scripted per request: queue replies, delays, HTTP errors, malformed or dropped s
         llm.requests[-1]["messages"]  # what the client sent
 """
 
+import contextlib
 import json
 import re
 import threading
@@ -17,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_TOKEN_RE = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]|[^\s\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+\s*|\s+")
+_TOKEN_RE = re.compile(
+    r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]|[^\s\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+\s*|\s+"
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -88,15 +91,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             self._send_json(
                 401,
-                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}},
+                {
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
             )
             return
         behaviour = fake._next(body)
         fake._record(body, dict(self.headers))
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client went away
             self._respond(fake, body, behaviour)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def _respond(self, fake, body, behaviour):
         if isinstance(behaviour, Hang):
@@ -187,7 +194,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLMServer:
-    def __init__(self, *, api_key: str = "sk-test", default: Reply | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, *, api_key: str = "sk-test", default: Reply | None = None, host: str = "127.0.0.1", port: int = 0
+    ):
         self.api_key = api_key
         self.default = default or Reply("好的。")
         self.title_default = Reply("测试标题")

@@ -37,20 +37,28 @@ def translate_error(exc: Exception) -> LLMError:
     if isinstance(exc, LLMError):
         return exc
     if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | httpx.TimeoutException):
-        return LLMError("The language model took too long to answer. Please try again.", code="llm_timeout", status_code=504)
+        return LLMError(
+            "The language model took too long to answer. Please try again.", code="llm_timeout", status_code=504
+        )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return LLMError(
             "The language model refused the API key. The site administrator must check LLM_API_KEY.",
             code="llm_auth",
         )
     if isinstance(exc, openai.RateLimitError):
-        return LLMError("The language model is busy (rate limited). Please wait a moment and try again.", code="llm_rate_limited", status_code=503)
+        return LLMError(
+            "The language model is busy (rate limited). Please wait a moment and try again.",
+            code="llm_rate_limited",
+            status_code=503,
+        )
     if isinstance(exc, openai.NotFoundError):
         return LLMError("The language model was not found: check LLM_MODEL and LLM_BASE_URL.", code="llm_bad_config")
     if isinstance(exc, openai.InternalServerError):
         return LLMError("The language model's server had an error. Please try again.", code="llm_server_error")
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-        return LLMError("The language model could not be reached. Please try again later.", code="llm_unreachable", status_code=503)
+        return LLMError(
+            "The language model could not be reached. Please try again later.", code="llm_unreachable", status_code=503
+        )
     if isinstance(exc, openai.APIStatusError):
         return LLMError(f"The language model answered with an error ({exc.status_code}).", code="llm_error")
     return LLMError("The language model sent a reply that could not be read.", code="llm_bad_response")

@@ -3,9 +3,7 @@ from django.db import models
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=100, blank=True, default="")
     # True once a title was generated or set by the user: never overwritten automatically.
     title_is_final = models.BooleanField(default=False)
@@ -41,9 +39,7 @@ class Message(models.Model):
     interrupted = models.BooleanField(default=False)
     error_code = models.CharField(max_length=32, blank=True, default="")
     # Voice turns: the speaker whose voice read the reply, and an optional recording.
-    speaker = models.ForeignKey(
-        "speakers.Speaker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    speaker = models.ForeignKey("speakers.Speaker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     audio = models.FileField(upload_to="messages/%Y/%m/", blank=True, max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,5 +1,6 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from speakers.selectors import speaker_list, user_settings_get
 
@@ -7,6 +8,7 @@ from .selectors import conversation_list
 
 
 @login_required
+@ensure_csrf_cookie  # chat.js sends the cookie's token with its API calls
 def home(request):
     return render(
         request,

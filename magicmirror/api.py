@@ -6,11 +6,20 @@ Every API error is JSON: {"error": {"code": "...", "message": "...", "fields": {
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import ApplicationError
+
+
+class TextField(serializers.CharField):
+    """A CharField that refuses numbers, lists and objects instead of coercing them to text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def error_body(code, message, fields=None):

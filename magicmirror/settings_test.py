@@ -5,8 +5,8 @@ import tempfile
 
 os.environ["MAGICMIRROR_TESTING"] = "1"
 
-from .settings import *  # noqa: E402,F403
-from .settings import CACHES, REDIS_URL  # noqa: E402
+from .settings import *  # noqa: F403
+from .settings import CACHES, REDIS_URL
 
 MEDIA_ROOT = tempfile.mkdtemp(prefix="mm-test-media-")
 # Tests are not behind TLS.

@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import ObtainAuthToken
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authtoken.views import ObtainAuthToken
 
 from chat.urls import api_urlpatterns as chat_api
 from speakers.urls import api_urlpatterns as speakers_api
@@ -15,9 +15,9 @@ handler400 = "magicmirror.views.bad_request"
 handler404 = "magicmirror.views.not_found"
 handler500 = "magicmirror.views.server_error"
 
-token_view = method_decorator(
-    ratelimit(key="ip", rate=accounts.login_rate, method="POST", block=True), name="post"
-)(ObtainAuthToken)
+token_view = method_decorator(ratelimit(key="ip", rate=accounts.login_rate, method="POST", block=True), name="post")(
+    ObtainAuthToken
+)
 
 api_patterns = [
     *chat_api,

@@ -85,7 +85,7 @@ def _speaker_data(request, speaker):
 class SpeakerListApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(responses=SpeakerListOutput, summary="My speakers (at most three) and the current one")
+    @extend_schema(operation_id="speakers_list", responses=SpeakerListOutput, summary="My speakers (at most three) and the current one")
     def get(self, request):
         current = user_settings_get(user=request.user).current_speaker_id
         speakers = SpeakerOutput(speaker_list(user=request.user), many=True, context={"current_speaker_id": current})

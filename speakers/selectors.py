@@ -9,10 +9,14 @@ def speaker_list(*, user) -> QuerySet[Speaker]:
     return Speaker.objects.filter(owner=user).order_by("slot")
 
 
-def speaker_get(*, user, speaker_id) -> Speaker:
-    """The user's speaker, or NotFound: another user's speaker is indistinguishable from none."""
+def speaker_get(*, user, speaker_id, for_update=False) -> Speaker:
+    """The user's speaker, or NotFound: another user's speaker is indistinguishable from none.
+
+    `for_update` locks the row (inside a transaction).
+    """
+    speakers = Speaker.objects.select_for_update() if for_update else Speaker.objects
     try:
-        return Speaker.objects.get(owner=user, pk=int(speaker_id))
+        return speakers.get(owner=user, pk=int(speaker_id))
     except (Speaker.DoesNotExist, ValueError, TypeError):
         raise NotFound("Speaker not found.", code="speaker_not_found") from None
 

@@ -86,10 +86,35 @@ def _clean_prompt_text(text) -> str:
     return text
 
 
-def _lock_user_settings(user) -> UserSettings:
-    """Create-or-lock the user's settings row: serialises speaker writes of one user."""
+def _ensure_user_settings(user) -> None:
+    """Create the user's settings row if it is missing, before the locking transaction starts.
+
+    Inside that transaction a racing get_or_create is a deadlock on MySQL/MariaDB: the losers of
+    the INSERT keep the shared locks of the duplicate-key check, then all ask for the exclusive
+    lock of select_for_update. Outside it (autocommit), the loser simply reads the winner's row.
+    """
     UserSettings.objects.get_or_create(user=user)
-    return UserSettings.objects.select_for_update().get(user=user)
+
+
+def _lock_user_settings(user) -> UserSettings:
+    """Lock the user's settings row (creating it if need be): serialises speaker writes of one user."""
+    try:
+        return UserSettings.objects.select_for_update().get(user=user)
+    except UserSettings.DoesNotExist:
+        UserSettings.objects.get_or_create(user=user)
+        return UserSettings.objects.select_for_update().get(user=user)
+
+
+def _duplicate_name_error() -> ApplicationError:
+    return ApplicationError("You already have a speaker with this name.", code="duplicate_name", status_code=409)
+
+
+def _name_taken(user, name, *, exclude_pk=None) -> bool:
+    # Case-insensitive on every backend, as MySQL's collation already makes the unique constraint.
+    taken = Speaker.objects.filter(owner=user, name__iexact=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    return taken.exists()
 
 
 def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: bool | None = None) -> Speaker:
@@ -97,6 +122,7 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
     name = _clean_name(name)
     prompt_text = _clean_prompt_text(prompt_text)
     decoded = reference_audio_prepare(data=audio_data)
+    _ensure_user_settings(user)
     stored_name = None
     try:
         with transaction.atomic():
@@ -105,10 +131,8 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
             free = [s for s in range(1, settings.SPEAKERS_PER_USER + 1) if s not in used]
             if not free:
                 raise SpeakerLimitReached()
-            if Speaker.objects.filter(owner=user, name=name).exists():
-                raise ApplicationError(
-                    "You already have a speaker with this name.", code="duplicate_name", status_code=409
-                )
+            if _name_taken(user, name):
+                raise _duplicate_name_error()
             speaker = Speaker(
                 owner=user,
                 slot=free[0],
@@ -127,9 +151,11 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
         if stored_name:
             default_storage.delete(stored_name)
         if isinstance(exc, IntegrityError):
-            # The database constraints have the last word: a concurrent request took the slot.
+            # The database constraints have the last word: a concurrent write took the slot or name.
             if Speaker.objects.filter(owner=user).count() >= settings.SPEAKERS_PER_USER:
                 raise SpeakerLimitReached() from exc
+            if _name_taken(user, name):
+                raise _duplicate_name_error() from exc
             raise ApplicationError(
                 "The speaker could not be saved; try again.", code="conflict", status_code=409
             ) from exc
@@ -138,29 +164,46 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
 
 
 def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data: bytes | None = None) -> Speaker:
-    speaker = speaker_get(user=user, speaker_id=speaker_id)
-    fields = []
-    if name is not None:
-        speaker.name = _clean_name(name)
-        if Speaker.objects.filter(owner=user, name=speaker.name).exclude(pk=speaker.pk).exists():
-            raise ApplicationError("You already have a speaker with this name.", code="duplicate_name", status_code=409)
-        fields.append("name")
-    if prompt_text is not None:
-        speaker.prompt_text = _clean_prompt_text(prompt_text)
-        fields.append("prompt_text")
-    old_audio_name = None
-    if audio_data is not None:
-        decoded = reference_audio_prepare(data=audio_data)
-        old_audio_name = speaker.audio.name
-        speaker.audio.save("reference.wav", ContentFile(decoded.to_wav()), save=False)
-        speaker.audio_duration = round(decoded.duration, 3)
-        speaker.audio_sample_rate = decoded.sample_rate
-        fields += ["audio", "audio_duration", "audio_sample_rate"]
-    if fields:
-        speaker.save(update_fields=fields + ["updated_at"])
-        if old_audio_name:
-            storage = speaker.audio.storage
-            transaction.on_commit(lambda: storage.delete(old_audio_name))
+    """Rename, correct the transcript and/or replace the audio; the old file goes once committed.
+
+    Everything is validated before anything is written; nothing is written if anything is invalid.
+    """
+    speaker_get(user=user, speaker_id=speaker_id)  # NotFound before any validation error
+    name = None if name is None else _clean_name(name)
+    prompt_text = None if prompt_text is None else _clean_prompt_text(prompt_text)
+    decoded = None if audio_data is None else reference_audio_prepare(data=audio_data)
+    stored_name = None
+    try:
+        with transaction.atomic():
+            speaker = speaker_get(user=user, speaker_id=speaker_id, for_update=True)
+            fields = []
+            if name is not None:
+                if _name_taken(user, name, exclude_pk=speaker.pk):
+                    raise _duplicate_name_error()
+                speaker.name = name
+                fields.append("name")
+            if prompt_text is not None:
+                speaker.prompt_text = prompt_text
+                fields.append("prompt_text")
+            old_audio_name = None
+            if decoded is not None:
+                old_audio_name = speaker.audio.name
+                speaker.audio.save("reference.wav", ContentFile(decoded.to_wav()), save=False)
+                stored_name = speaker.audio.name
+                speaker.audio_duration = round(decoded.duration, 3)
+                speaker.audio_sample_rate = decoded.sample_rate
+                fields += ["audio", "audio_duration", "audio_sample_rate"]
+            if fields:
+                speaker.save(update_fields=[*fields, "updated_at"])
+            if old_audio_name:
+                storage = speaker.audio.storage
+                transaction.on_commit(lambda: storage.delete(old_audio_name))
+    except Exception as exc:
+        if stored_name:
+            default_storage.delete(stored_name)
+        if isinstance(exc, IntegrityError) and name is not None and _name_taken(user, name, exclude_pk=speaker_id):
+            raise _duplicate_name_error() from exc
+        raise
     return speaker
 
 
@@ -172,6 +215,7 @@ def speaker_delete(*, user, speaker_id) -> None:
 
 def speaker_switch(*, user, speaker_id) -> UserSettings:
     """Make one of the user's speakers current. `speaker_id=None` switches to the default voice."""
+    _ensure_user_settings(user)
     with transaction.atomic():
         user_settings = _lock_user_settings(user)
         user_settings.current_speaker = None if speaker_id is None else speaker_get(user=user, speaker_id=speaker_id)
@@ -180,6 +224,7 @@ def speaker_switch(*, user, speaker_id) -> UserSettings:
 
 
 def user_settings_update(*, user, input_mode=None, voice_output=None) -> UserSettings:
+    _ensure_user_settings(user)
     with transaction.atomic():
         user_settings = _lock_user_settings(user)
         fields = []

@@ -23,8 +23,12 @@ def title_fallback(first_message: str) -> str:
     if len(text) <= FALLBACK_CHARS:
         return text
     cut = text[:FALLBACK_CHARS]
-    if " " in cut[FALLBACK_CHARS // 2 :]:
-        cut = cut[: cut.rindex(" ")]
+    # Prefer ending at a clause (Chinese has no spaces), else at a word boundary.
+    for marks in ("，。；：！？,.;:!?", " "):
+        last = max(cut.rfind(mark) for mark in marks)
+        if last >= FALLBACK_CHARS // 2:
+            cut = cut[:last]
+            break
     return cut.rstrip(" ,.;:!?，。；：！？") + "…"
 
 

@@ -1,0 +1,65 @@
+import pytest
+
+from chat.models import Conversation, Message
+from chat.selectors import llm_history, llm_messages
+from chat.services.titles import title_clean, title_fallback
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(user):
+    conversation = Conversation.objects.create(owner=user)
+    for i in range(10):
+        Message.objects.create(conversation=conversation, role="user", content=f"question {i}")
+        Message.objects.create(conversation=conversation, role="assistant", content=f"answer {i}")
+    return conversation
+
+
+def test_history_keeps_newest_within_message_budget(conversation):
+    history = llm_history(conversation=conversation, max_messages=4, max_chars=10_000)
+    assert [m["content"] for m in history] == ["question 8", "answer 8", "question 9", "answer 9"]
+
+
+def test_history_within_char_budget_never_starts_with_assistant(conversation):
+    # Each message is 8-10 characters; 25 characters fit two messages (answer 9, question 9).
+    history = llm_history(conversation=conversation, max_messages=50, max_chars=25)
+    assert [m["content"] for m in history] == ["question 9", "answer 9"]
+    history = llm_history(conversation=conversation, max_messages=3, max_chars=10_000)
+    assert history[0]["role"] == "user"
+    assert [m["content"] for m in history] == ["question 9", "answer 9"]
+
+
+def test_history_skips_empty_failed_replies_and_cuts_a_huge_last_message(user):
+    conversation = Conversation.objects.create(owner=user)
+    Message.objects.create(conversation=conversation, role="user", content="hello")
+    Message.objects.create(conversation=conversation, role="assistant", content="", error_code="llm_timeout")
+    Message.objects.create(conversation=conversation, role="user", content="x" * 500)
+    history = llm_history(conversation=conversation, max_messages=10, max_chars=100)
+    assert history == [{"role": "user", "content": "x" * 100}]
+
+
+def test_system_prompt_comes_first(conversation, settings):
+    settings.LLM_SYSTEM_PROMPT = "You are a test persona."
+    messages = llm_messages(conversation=conversation)
+    assert messages[0] == {"role": "system", "content": "You are a test persona."}
+    assert messages[-1] == {"role": "assistant", "content": "answer 9"}
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("你好", "你好"),
+        ("  Plan   a trip  ", "Plan a trip"),
+        ("Help me plan a trip to Hangzhou next spring please", "Help me plan a trip…"),
+        ("请帮我写一封给房东的邮件，说明下个月的房租会晚几天交", "请帮我写一封给房东的邮件…"),
+    ],
+)
+def test_title_fallback(text, title):
+    assert title_fallback(text) == title
+
+
+def test_title_clean():
+    assert title_clean('"Trip to Hangzhou."') == "Trip to Hangzhou"
+    assert title_clean("标题：杭州旅行。") == "杭州旅行"
+    assert title_clean("**Weekend plans**") == "Weekend plans"

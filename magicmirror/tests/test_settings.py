@@ -1,0 +1,154 @@
+"""Settings come from the environment; production refuses unsafe configurations."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "d = s.DATABASES['default']; "
+    "print(json.dumps({'engine': d['ENGINE'], 'host': d.get('HOST'), 'port': str(d.get('PORT')), "
+    "'name': d.get('NAME'), 'user': d.get('USER'), 'charset': d.get('OPTIONS', {}).get('charset'), "
+    "'key': s.LLM_API_KEY, 'base_url': s.LLM_BASE_URL, 'model': s.LLM_MODEL, 'embedded': s.EMBEDDED, "
+    "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'eager': s.CELERY_TASK_ALWAYS_EAGER}))"
+)
+CONFIG_VARS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DEBUG",
+    "LLM_API_KEY",
+    "LLM_BASE_URL",
+    "LLM_MODEL",
+    "DEEPSEEK_API_KEY",
+    "BASE_URL",
+    "MODEL",
+    "MYSQL_HOST",
+    "MYSQL_PORT",
+    "MYSQL_USER",
+    "MYSQL_PASSWORD",
+    "MYSQL_DATABASE",
+    "MYSQL_CHARSET",
+    "MAGICMIRROR_TESTING",
+    "DJANGO_SETTINGS_MODULE",
+}
+
+
+def run(args, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    clean.update(DJANGO_SETTINGS_MODULE="magicmirror.settings", **env)
+    # cwd outside the repository would miss the app; .env is not read when absent.
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def probe(**env):
+    result = run(["-c", PROBE], **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_without_configuration():
+    config = probe(DEBUG="true")
+    assert config["engine"] == "django.db.backends.sqlite3"
+    assert config["embedded"] is True and config["eager"] is True
+    assert config["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert config["base_url"] == "https://api.deepseek.com" and config["model"] == "deepseek-chat"
+
+
+def test_original_names_are_aliases():
+    config = probe(
+        DEBUG="true",
+        DEEPSEEK_API_KEY="sk-original",
+        BASE_URL="http://127.0.0.1:11434/v1",
+        MODEL="qwen2.5",
+        MYSQL_HOST="db.internal",
+        MYSQL_PORT="3310",
+        MYSQL_USER="mirror",
+        MYSQL_PASSWORD="pw",
+        MYSQL_DATABASE="mirror_db",
+        REDIS_URL="redis://127.0.0.1:6399/0",
+    )
+    assert (config["key"], config["base_url"], config["model"]) == (
+        "sk-original",
+        "http://127.0.0.1:11434/v1",
+        "qwen2.5",
+    )
+    assert config["engine"] == "django.db.backends.mysql"
+    assert (config["host"], config["port"], config["user"], config["name"]) == (
+        "db.internal",
+        "3310",
+        "mirror",
+        "mirror_db",
+    )
+    assert config["charset"] == "utf8mb4"
+    assert config["layer"] == "channels_redis.core.RedisChannelLayer" and config["eager"] is False
+
+
+def test_new_names_win_and_database_url_works():
+    config = probe(
+        DEBUG="true",
+        LLM_API_KEY="sk-new",
+        DEEPSEEK_API_KEY="sk-old",
+        DATABASE_URL="mysql://u:p@h:3306/dbname",
+        MYSQL_HOST="ignored",
+    )
+    assert config["key"] == "sk-new"
+    assert (config["host"], config["name"]) == ("h", "dbname")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ALLOWED_HOSTS": "mirror.example.com"}, "SECRET_KEY is required"),
+        ({"SECRET_KEY": "x" * 60}, "ALLOWED_HOSTS is required"),
+    ],
+)
+def test_production_refuses_to_start_unconfigured(env, message):
+    result = run(["manage.py", "check"], DEBUG="false", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_check_deploy_is_clean_in_production():
+    result = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        DEBUG="false",
+        SECRET_KEY="kV9#pLr2_xQ8!mZt4@wNb6$yHc1^dFg7&jSe3*uAo5(iRl0)vTq-8pWn+zX",
+        ALLOWED_HOSTS="mirror.example.com",
+        LLM_API_KEY="sk-live",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues" in result.stdout
+
+
+def test_missing_llm_key_is_a_warning_not_a_crash():
+    result = run(["manage.py", "check"], DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert "chat.W001" in result.stdout + result.stderr
+    assert "No LLM API key configured" in result.stderr
+
+
+@pytest.mark.services_only
+@pytest.mark.django_db
+def test_mysql_connection_is_utf8mb4_and_strict(user):
+    from chat.models import Conversation, Message
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@character_set_connection, @@sql_mode")
+        charset, sql_mode = cursor.fetchone()
+    assert charset == "utf8mb4"
+    assert "STRICT_TRANS_TABLES" in sql_mode
+    text = "你好，世界！🪞✨ 表情 👩‍💻"
+    conversation = Conversation.objects.create(owner=user, title="镜子 🪞")
+    Message.objects.create(conversation=conversation, role="user", content=text)
+    assert Message.objects.get(conversation=conversation).content == text
+    assert Conversation.objects.get(pk=conversation.pk).title == "镜子 🪞"
+    assert django_settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True

@@ -1,0 +1,174 @@
+// The profile page: voices (list, preview, make current, delete, upload) and preferences.
+
+import { api } from "./api.js";
+import { h, statusLine } from "./dom.js";
+import { errorMessage, loadStrings, t } from "./i18n.js";
+
+loadStrings();
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  list: $("speaker-list"),
+  empty: $("speaker-empty"),
+  count: $("speaker-count"),
+  form: $("speaker-form"),
+  fieldset: $("speaker-fieldset"),
+  limitNote: $("speaker-limit-note"),
+  submit: $("speaker-submit"),
+  settingsForm: $("settings-form"),
+};
+const speakerStatus = statusLine($("speaker-status"));
+const settingsStatus = statusLine($("settings-status"));
+
+// --- Voices ----------------------------------------------------------------------------------
+
+function speakerItem(speaker) {
+  const current = speaker.is_current;
+  return h(
+    "li",
+    { class: `speaker${current ? " is-current" : ""}`, dataset: { id: speaker.id, name: speaker.name } },
+    h(
+      "div",
+      { class: "speaker-head" },
+      h("strong", { class: "speaker-name", text: speaker.name }),
+      current && h("span", { class: "badge badge-accent", text: t("current") }),
+      h("span", { class: "muted speaker-duration", text: t("seconds", { seconds: speaker.audio_duration.toFixed(1) }) }),
+    ),
+    h("p", { class: "speaker-text", text: speaker.prompt_text }),
+    h("audio", { controls: true, preload: "none", src: speaker.audio_url, "aria-label": t("recordingOf", { name: speaker.name }) }),
+    h(
+      "div",
+      { class: "speaker-actions" },
+      h("button", { type: "button", class: "button button-small", "data-action": "switch", disabled: current, text: t("makeCurrent") }),
+      h("button", { type: "button", class: "button button-small button-danger-outline", "data-action": "delete", text: t("delete") }),
+    ),
+  );
+}
+
+function showSpeakers({ speakers, limit }) {
+  ui.list.replaceChildren(...speakers.map(speakerItem));
+  ui.empty.hidden = speakers.length > 0;
+  ui.count.textContent = t("count", { n: speakers.length, limit });
+  const full = speakers.length >= limit;
+  ui.fieldset.disabled = full;
+  ui.limitNote.hidden = !full;
+}
+
+async function refreshSpeakers() {
+  showSpeakers(await api("/api/speakers"));
+}
+
+ui.list.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action]");
+  const item = button?.closest("li.speaker");
+  if (!item) return;
+  const { id, name } = item.dataset;
+  try {
+    if (button.dataset.action === "switch") {
+      button.disabled = true;
+      await api(`/api/speakers/${Number(id)}/switch`, { method: "POST" });
+      await refreshSpeakers();
+      speakerStatus(t("switched", { name }), { tone: "success", clearAfter: 4000 });
+    } else if (button.dataset.action === "delete") {
+      if (!window.confirm(t("confirmDelete", { name }))) return;
+      button.disabled = true;
+      await api(`/api/speakers/${Number(id)}`, { method: "DELETE" });
+      await refreshSpeakers();
+      speakerStatus(t("deleted"), { tone: "success", clearAfter: 4000 });
+    }
+  } catch (error) {
+    button.disabled = false;
+    speakerStatus(errorMessage(error), { tone: "error" });
+  }
+});
+
+// --- Upload ----------------------------------------------------------------------------------
+
+// Which input an API error belongs to, so the message can sit next to it.
+const ERROR_FIELDS = {
+  invalid_name: "name",
+  duplicate_name: "name",
+  invalid_prompt_text: "prompt_text",
+  audio_too_large: "audio",
+  audio_too_short: "audio",
+  audio_too_long: "audio",
+  audio_silent: "audio",
+  audio_rate_too_low: "audio",
+  empty_audio: "audio",
+  undecodable_audio: "audio",
+  invalid_audio: "audio",
+};
+
+function fieldError(name, message) {
+  const input = ui.form.elements[name];
+  const slot = input && document.getElementById(`${input.id}_error`);
+  if (!slot) return false;
+  slot.textContent = message || "";
+  slot.hidden = !message;
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+  return true;
+}
+
+function clearFieldErrors() {
+  for (const name of ["name", "prompt_text", "audio"]) fieldError(name, "");
+}
+
+function showUploadError(error) {
+  const message = errorMessage(error);
+  let placed = false;
+  if (error.fields && typeof error.fields === "object") {
+    for (const [name, messages] of Object.entries(error.fields)) {
+      placed = fieldError(name, [].concat(messages).join(" ")) || placed;
+    }
+  } else if (ERROR_FIELDS[error.code]) {
+    placed = fieldError(ERROR_FIELDS[error.code], message);
+  }
+  speakerStatus(message, { tone: "error" });
+  if (placed) ui.form.querySelector("[aria-invalid=true]")?.focus();
+}
+
+ui.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearFieldErrors();
+  const data = new FormData(ui.form);
+  const file = data.get("audio");
+  const maxBytes = Number(ui.form.dataset.maxBytes) || Infinity;
+  if (file && file.size > maxBytes) return showUploadError({ code: "audio_too_large" });
+  if (!data.get("make_current")) data.delete("make_current"); // unset: the server decides
+
+  ui.submit.disabled = true;
+  ui.form.setAttribute("aria-busy", "true");
+  speakerStatus(t("uploading"));
+  try {
+    const speaker = await api("/api/speakers", { method: "POST", body: data });
+    ui.form.reset();
+    await refreshSpeakers();
+    speakerStatus(t("added", { name: speaker.name }), { tone: "success", clearAfter: 5000 });
+  } catch (error) {
+    showUploadError(error);
+  } finally {
+    ui.submit.disabled = false;
+    ui.form.removeAttribute("aria-busy");
+  }
+});
+
+// --- Preferences -----------------------------------------------------------------------------
+
+ui.settingsForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = ui.settingsForm;
+  const button = form.querySelector("button[type=submit]");
+  const json = { voice_output: form.elements.voice_output.checked };
+  const mode = form.elements.input_mode.value;
+  if (mode) json.input_mode = mode;
+  button.disabled = true;
+  try {
+    await api("/api/settings", { method: "PATCH", json });
+    settingsStatus(t("saved"), { tone: "success", clearAfter: 4000 });
+  } catch (error) {
+    settingsStatus(errorMessage(error), { tone: "error" });
+  } finally {
+    button.disabled = false;
+  }
+});
