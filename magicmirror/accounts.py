@@ -1,19 +1,41 @@
 """Account pages: register, rate-limited log-in. Log-out and password change are Django's own."""
 
+from functools import wraps
+
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django_ratelimit.decorators import ratelimit
+from django_ratelimit.exceptions import Ratelimited
+
+from .views import ratelimited
 
 
 def login_rate(group, request):
     return settings.RATELIMIT_LOGIN
 
 
+def too_many_attempts_page(view):
+    """Answer a Ratelimited refusal with the 429 page (Ratelimited is a PermissionDenied: without
+    this, or django_ratelimit's middleware, it would be a bare 403)."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except Ratelimited as exc:
+            return ratelimited(request, exc)
+
+    return wrapped
+
+
+@method_decorator(too_many_attempts_page, name="dispatch")
 @method_decorator(ratelimit(key="ip", rate=login_rate, method="POST", block=True), name="post")
 @method_decorator(ratelimit(key="post:username", rate=login_rate, method="POST", block=True), name="post")
 class RateLimitedLoginView(LoginView):
@@ -25,6 +47,7 @@ class RegisterForm(UserCreationForm):
         fields = ("username",)
 
 
+@too_many_attempts_page
 @sensitive_post_parameters("password1", "password2")
 @ratelimit(key="ip", rate=login_rate, method="POST", block=True)
 def register(request):
@@ -34,5 +57,6 @@ def register(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, _("Welcome, %(name)s! Say hello to MagicMirror.") % {"name": user.get_username()})
         return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "registration/register.html", {"form": form})

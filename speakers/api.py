@@ -8,10 +8,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from magicmirror.errors import ApplicationError
-
 from .selectors import speaker_get, speaker_list, user_settings_get
 from .services import (
+    audio_too_large_error,
     speaker_create,
     speaker_delete,
     speaker_switch,
@@ -69,11 +68,7 @@ class SettingsInput(serializers.Serializer):
 
 def _read_upload(upload) -> bytes:
     if upload.size > settings.SPEAKER_MAX_UPLOAD_BYTES:
-        raise ApplicationError(
-            f"The audio file is too large (limit {settings.SPEAKER_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
-            code="audio_too_large",
-            status_code=413,
-        )
+        raise audio_too_large_error()  # before reading it into memory
     return upload.read()
 
 

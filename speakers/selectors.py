@@ -21,6 +21,15 @@ def speaker_get(*, user, speaker_id, for_update=False) -> Speaker:
         raise NotFound("Speaker not found.", code="speaker_not_found") from None
 
 
+def speaker_name_taken(*, user, name, exclude_pk=None) -> bool:
+    """Whether the user has another speaker of this name, ignoring case on every backend
+    (MySQL's collation makes the unique constraint case-insensitive anyway)."""
+    taken = Speaker.objects.filter(owner=user, name__iexact=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    return taken.exists()
+
+
 def user_settings_get(*, user) -> UserSettings:
     settings_row, _ = UserSettings.objects.select_related("current_speaker").get_or_create(user=user)
     return settings_row

@@ -9,7 +9,7 @@ from magicmirror.errors import ApplicationError
 from voice.audio import AudioError, decode_audio
 
 from .models import Speaker, UserSettings
-from .selectors import speaker_get
+from .selectors import speaker_get, speaker_name_taken
 
 # Stored reference audio: mono PCM16 WAV at CosyVoice2's output rate.
 REFERENCE_SAMPLE_RATE = 24000
@@ -28,6 +28,21 @@ class SpeakerLimitReached(ApplicationError):
         )
 
 
+def _format_size(n: int) -> str:
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def audio_too_large_error() -> ApplicationError:
+    return ApplicationError(
+        f"The audio file is too large (limit {_format_size(settings.SPEAKER_MAX_UPLOAD_BYTES)}).",
+        code="audio_too_large",
+        status_code=413,
+    )
+
+
 def reference_audio_prepare(*, data: bytes, size: int | None = None):
     """Validate an uploaded reference clip and return it decoded (24 kHz mono PCM16).
 
@@ -35,11 +50,7 @@ def reference_audio_prepare(*, data: bytes, size: int | None = None):
     """
     size = len(data) if size is None else size
     if size > settings.SPEAKER_MAX_UPLOAD_BYTES:
-        raise ApplicationError(
-            f"The audio file is too large (limit {settings.SPEAKER_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
-            code="audio_too_large",
-            status_code=413,
-        )
+        raise audio_too_large_error()
     try:
         decoded = decode_audio(
             data, sample_rate=REFERENCE_SAMPLE_RATE, max_seconds=settings.SPEAKER_MAX_SECONDS
@@ -109,14 +120,6 @@ def _duplicate_name_error() -> ApplicationError:
     return ApplicationError("You already have a speaker with this name.", code="duplicate_name", status_code=409)
 
 
-def _name_taken(user, name, *, exclude_pk=None) -> bool:
-    # Case-insensitive on every backend, as MySQL's collation already makes the unique constraint.
-    taken = Speaker.objects.filter(owner=user, name__iexact=name)
-    if exclude_pk is not None:
-        taken = taken.exclude(pk=exclude_pk)
-    return taken.exists()
-
-
 def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: bool | None = None) -> Speaker:
     """Add a speaker. The first speaker becomes current unless make_current is False."""
     name = _clean_name(name)
@@ -131,7 +134,7 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
             free = [s for s in range(1, settings.SPEAKERS_PER_USER + 1) if s not in used]
             if not free:
                 raise SpeakerLimitReached()
-            if _name_taken(user, name):
+            if speaker_name_taken(user=user, name=name):
                 raise _duplicate_name_error()
             speaker = Speaker(
                 owner=user,
@@ -154,7 +157,7 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
             # The database constraints have the last word: a concurrent write took the slot or name.
             if Speaker.objects.filter(owner=user).count() >= settings.SPEAKERS_PER_USER:
                 raise SpeakerLimitReached() from exc
-            if _name_taken(user, name):
+            if speaker_name_taken(user=user, name=name):
                 raise _duplicate_name_error() from exc
             raise ApplicationError(
                 "The speaker could not be saved; try again.", code="conflict", status_code=409
@@ -178,7 +181,7 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
             speaker = speaker_get(user=user, speaker_id=speaker_id, for_update=True)
             fields = []
             if name is not None:
-                if _name_taken(user, name, exclude_pk=speaker.pk):
+                if speaker_name_taken(user=user, name=name, exclude_pk=speaker.pk):
                     raise _duplicate_name_error()
                 speaker.name = name
                 fields.append("name")
@@ -201,7 +204,7 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
     except Exception as exc:
         if stored_name:
             default_storage.delete(stored_name)
-        if isinstance(exc, IntegrityError) and name is not None and _name_taken(user, name, exclude_pk=speaker_id):
+        if isinstance(exc, IntegrityError) and name is not None and speaker_name_taken(user=user, name=name, exclude_pk=speaker_id):
             raise _duplicate_name_error() from exc
         raise
     return speaker

@@ -147,6 +147,7 @@ ui.form.addEventListener("submit", async (event) => {
     speakerStatus(t("added", { name: speaker.name }), { tone: "success", clearAfter: 5000 });
   } catch (error) {
     showUploadError(error);
+    if (error.code === "speaker_limit") refreshSpeakers().catch(() => {});
   } finally {
     ui.submit.disabled = false;
     ui.form.removeAttribute("aria-busy");

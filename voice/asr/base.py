@@ -1,0 +1,68 @@
+"""The ASR interface: 16 kHz mono PCM16 in, partial results while audio flows, a final on demand."""
+
+import re
+from abc import ABC, abstractmethod
+
+SAMPLE_RATE = 16000
+
+_BRACKETED = re.compile(r"\[[^\]]*\]|<[^>]*>")
+# A space between two CJK characters is an artefact of Chinese models (words are space-separated).
+_CJK_SPACE = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])\s+(?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
+
+
+class ASRError(Exception):
+    def __init__(self, message, code="asr_error"):
+        super().__init__(message)
+        self.code = code
+
+
+def clean_transcript(text: str) -> str:
+    """Drop bracketed non-word tokens ([noise], [9], <unk>) and the spaces between CJK characters."""
+    text = _BRACKETED.sub(" ", text or "")
+    text = " ".join(text.split())
+    return _CJK_SPACE.sub("", text)
+
+
+class ASRStream(ABC):
+    """One utterance being recognised. Not thread-safe: feed it from one thread."""
+
+    @abstractmethod
+    def accept(self, pcm: bytes) -> str | None:
+        """Feed PCM16 audio; returns the new partial transcript when it changed, else None."""
+
+    @abstractmethod
+    def finish(self) -> str:
+        """The final transcript of everything fed so far; the stream cannot be fed afterwards."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Give resources back (a warm recogniser goes back to its pool)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ASREngine(ABC):
+    name: str = ""
+    sample_rate: int = SAMPLE_RATE
+
+    @abstractmethod
+    def open_stream(self, phrases: list[str] | None = None) -> ASRStream:
+        """A stream for one utterance; `phrases` restricts recognition to those words."""
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "sample_rate": self.sample_rate}
+
+    def transcribe(self, pcm: bytes, phrases: list[str] | None = None, chunk_bytes: int = 8000) -> str:
+        """Recognise a whole buffer (streams it through the same path as live audio)."""
+        with self.open_stream(phrases) as stream:
+            for start in range(0, len(pcm), chunk_bytes):
+                stream.accept(pcm[start : start + chunk_bytes])
+            return stream.finish()
+
+    def warm_up(self) -> None:
+        """Make the first real utterance as fast as later ones."""
+        self.transcribe(b"\0\0" * self.sample_rate // 2)

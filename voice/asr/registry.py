@@ -1,0 +1,27 @@
+import threading
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .base import ASREngine
+
+ENGINES = {"vosk": "voice.asr.vosk.VoskEngine"}
+
+_engine: ASREngine | None = None
+_lock = threading.Lock()
+
+
+def build_asr_engine(name: str | None = None) -> ASREngine:
+    name = name or settings.VOICE_ASR_ENGINE
+    cls = import_string(ENGINES[name])
+    return cls(settings.VOSK_MODEL_PATH, pool_size=settings.VOSK_RECOGNIZER_POOL)
+
+
+def get_asr_engine() -> ASREngine:
+    """This process's ASR engine, loaded once (one model per worker process)."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = build_asr_engine()
+    return _engine
