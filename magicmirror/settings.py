@@ -131,7 +131,7 @@ if _db["ENGINE"] == "django.db.backends.mysql":
             "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
         }
     )
-    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_520_ci"}
     # Persistent connections are safe under daphne/Celery only with health checks on reuse.
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True

@@ -63,7 +63,7 @@ class SpeakerAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        return fields + ["owner"] if obj else fields
+        return [*fields, "owner"] if obj else fields
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("owner__mm_settings")
@@ -96,7 +96,11 @@ class SpeakerAdmin(admin.ModelAdmin):
         speaker = Speaker.objects.filter(pk=speaker_id).first()
         if speaker is None or not speaker.audio:
             raise Http404
-        return FileResponse(speaker.audio.open("rb"), content_type="audio/wav")
+        try:
+            audio = speaker.audio.open("rb")
+        except FileNotFoundError:
+            raise Http404 from None
+        return FileResponse(audio, content_type="audio/wav")
 
     def save_model(self, request, obj, form, change):
         # Same services as the API: same validation, same three-per-user rule.
@@ -124,6 +128,10 @@ class UserSettingsAdmin(admin.ModelAdmin):
     search_fields = ["user__username"]
     list_select_related = ["user", "current_speaker"]
     autocomplete_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The current-speaker choices are the row's user's speakers: the user cannot change under them.
+        return ["user", "updated_at"] if obj else ["updated_at"]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "current_speaker":

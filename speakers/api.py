@@ -8,6 +8,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from magicmirror.errors import NotFound
+
+from .models import UserSettings
 from .selectors import speaker_get, speaker_list, user_settings_get
 from .services import (
     audio_too_large_error,
@@ -62,7 +65,7 @@ class SettingsOutput(serializers.Serializer):
 
 
 class SettingsInput(serializers.Serializer):
-    input_mode = serializers.ChoiceField(choices=["ptt", "handsfree"], required=False)
+    input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values, required=False)
     voice_output = serializers.BooleanField(required=False)
 
 
@@ -80,13 +83,21 @@ def _speaker_data(request, speaker):
 class SpeakerListApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(operation_id="speakers_list", responses=SpeakerListOutput, summary="My speakers (at most three) and the current one")
+    @extend_schema(
+        operation_id="speakers_list",
+        responses=SpeakerListOutput,
+        summary="My speakers (at most three) and the current one",
+    )
     def get(self, request):
         current = user_settings_get(user=request.user).current_speaker_id
         speakers = SpeakerOutput(speaker_list(user=request.user), many=True, context={"current_speaker_id": current})
         return Response({"speakers": speakers.data, "current_speaker_id": current, "limit": settings.SPEAKERS_PER_USER})
 
-    @extend_schema(request={"multipart/form-data": SpeakerCreateInput}, responses={201: SpeakerOutput}, summary="Add a speaker")
+    @extend_schema(
+        request={"multipart/form-data": SpeakerCreateInput},
+        responses={201: SpeakerOutput},
+        summary="Add a speaker",
+    )
     def post(self, request):
         serializer = SpeakerCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -108,7 +119,11 @@ class SpeakerDetailApi(APIView):
     def get(self, request, speaker_id):
         return Response(_speaker_data(request, speaker_get(user=request.user, speaker_id=speaker_id)))
 
-    @extend_schema(request={"multipart/form-data": SpeakerUpdateInput, "application/json": SpeakerUpdateInput}, responses=SpeakerOutput, summary="Rename, correct the transcript, or replace the audio")
+    @extend_schema(
+        request={"multipart/form-data": SpeakerUpdateInput, "application/json": SpeakerUpdateInput},
+        responses=SpeakerOutput,
+        summary="Rename, correct the transcript, or replace the audio",
+    )
     def patch(self, request, speaker_id):
         speaker_get(user=request.user, speaker_id=speaker_id)  # 404 before 400
         serializer = SpeakerUpdateInput(data=request.data, partial=True)
@@ -139,7 +154,11 @@ class SpeakerAudioApi(APIView):
     @extend_schema(responses={(200, "audio/wav"): bytes}, summary="The speaker's reference audio (WAV)")
     def get(self, request, speaker_id):
         speaker = speaker_get(user=request.user, speaker_id=speaker_id)
-        return FileResponse(speaker.audio.open("rb"), content_type="audio/wav")
+        try:
+            audio = speaker.audio.open("rb")
+        except FileNotFoundError:
+            raise NotFound("This speaker's audio file is missing.", code="audio_missing") from None
+        return FileResponse(audio, content_type="audio/wav")
 
 
 class SettingsApi(APIView):

@@ -204,7 +204,11 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
     except Exception as exc:
         if stored_name:
             default_storage.delete(stored_name)
-        if isinstance(exc, IntegrityError) and name is not None and speaker_name_taken(user=user, name=name, exclude_pk=speaker_id):
+        if (
+            isinstance(exc, IntegrityError)
+            and name is not None
+            and speaker_name_taken(user=user, name=name, exclude_pk=speaker_id)
+        ):
             raise _duplicate_name_error() from exc
         raise
     return speaker
@@ -243,5 +247,5 @@ def user_settings_update(*, user, input_mode=None, voice_output=None) -> UserSet
             user_settings.voice_output = bool(voice_output)
             fields.append("voice_output")
         if fields:
-            user_settings.save(update_fields=fields + ["updated_at"])
+            user_settings.save(update_fields=[*fields, "updated_at"])
     return user_settings

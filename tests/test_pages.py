@@ -101,7 +101,9 @@ def test_login_works_and_redirects_to_chat(client, user):
 
 def test_login_follows_next(client, user):
     profile = reverse("speakers:profile")
-    response = client.post(f"{reverse('login')}?next={profile}", {"username": "alice", "password": PASSWORD, "next": profile})
+    response = client.post(
+        f"{reverse('login')}?next={profile}", {"username": "alice", "password": PASSWORD, "next": profile}
+    )
     assert response.status_code == 302
     assert response["Location"] == profile
 
@@ -142,7 +144,7 @@ def test_logout_by_post_ends_the_session(client, user):
 def test_the_header_offers_a_logout_form_and_admin_only_to_staff(client, user, make_user):
     client.force_login(user)
     html = page(client.get(reverse("chat:home")))
-    assert re.search(r'<form[^>]*method="post"[^>]*action="%s"' % reverse("logout"), html)
+    assert re.search(rf'<form[^>]*method="post"[^>]*action="{reverse("logout")}"', html)
     assert reverse("admin:index") not in html
 
     staff = make_user("staffer", is_staff=True)
@@ -203,7 +205,9 @@ def test_chat_page_voice_picker_shows_my_speakers_only(client, user, other_user)
 
 
 def test_profile_lists_only_my_speakers_and_the_count(client, user, other_user):
-    mine = Speaker.objects.create(owner=user, slot=1, name="Grandma", prompt_text="今天天气很好。", audio="speakers/a.wav")
+    mine = Speaker.objects.create(
+        owner=user, slot=1, name="Grandma", prompt_text="今天天气很好。", audio="speakers/a.wav"
+    )
     Speaker.objects.create(owner=other_user, slot=1, name="Impostor", prompt_text="hi", audio="speakers/b.wav")
     client.force_login(user)
     response = client.get(reverse("speakers:profile"))
@@ -222,7 +226,9 @@ def test_profile_lists_only_my_speakers_and_the_count(client, user, other_user):
 
 def test_profile_disables_adding_at_the_limit(client, user):
     for slot in range(1, settings.SPEAKERS_PER_USER + 1):
-        Speaker.objects.create(owner=user, slot=slot, name=f"Voice {slot}", prompt_text="hi", audio=f"speakers/{slot}.wav")
+        Speaker.objects.create(
+            owner=user, slot=slot, name=f"Voice {slot}", prompt_text="hi", audio=f"speakers/{slot}.wav"
+        )
     client.force_login(user)
     html = page(client.get(reverse("speakers:profile")))
     assert "3 of 3" in html
@@ -331,22 +337,22 @@ def test_csrf_failure_page(user):
 
 # --- Static files --------------------------------------------------------------------------------
 
-STATIC_REF = re.compile(r'(?:src|href)="(%s[^"]+)"' % re.escape(settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL))
 JS_IMPORT = re.compile(r'^import .* from "\./([^"]+)";$', re.MULTILINE)
 
 
 def test_static_files_referenced_by_the_pages_exist_and_are_served(client, user):
     client.force_login(user)
+    prefix = static("")
+    static_ref = re.compile(rf'(?:src|href)="({re.escape(prefix)}[^"]+)"')
     referenced = set()
     for url in (reverse("chat:home"), reverse("speakers:profile"), reverse("login")):
-        referenced.update(STATIC_REF.findall(page(client.get(url))))
+        referenced.update(static_ref.findall(page(client.get(url))))
     assert {static("css/app.css"), static("js/chat.js"), static("js/profile.js")} <= referenced
 
     # The modules those pages load import others by relative path: follow them too.
-    prefix = static("")
     pending = [ref for ref in referenced if ref.endswith(".js")]
     while pending:
-        source = finders.find(pending.pop()[len(prefix):])
+        source = finders.find(pending.pop()[len(prefix) :])
         assert source, "a referenced module is missing"
         for name in JS_IMPORT.findall(Path(source).read_text()):
             url = static(f"js/{name}")
@@ -356,7 +362,7 @@ def test_static_files_referenced_by_the_pages_exist_and_are_served(client, user)
     assert static("js/sse.js") in referenced and static("js/api.js") in referenced
 
     for url in sorted(referenced):
-        assert finders.find(url[len(prefix):]), url
+        assert finders.find(url[len(prefix) :]), url
         response = client.get(url)
         assert response.status_code == 200, url
         body = b"".join(response.streaming_content) if response.streaming else response.content

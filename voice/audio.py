@@ -54,7 +54,8 @@ def decode_audio(data: bytes, *, sample_rate: int | None = None, max_seconds: fl
     if not data:
         raise AudioError("The audio file is empty.", code="empty_audio")
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        # Tags are not needed and often not UTF-8 (a GBK title in a WAV's INFO chunk): never fail on them.
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise AudioError("This file is not audio that can be decoded.", code="undecodable_audio") from exc
     with container:

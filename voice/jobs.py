@@ -3,18 +3,23 @@
 One code path for both modes: a job is started either as a Celery task on the `asr`/`tts` queue
 or in a thread of this process (embedded default), and its messages arrive on a channel-layer
 channel either way. A job that goes quiet for too long is reported as an error, so a dead worker
-never leaves a requester waiting.
+never leaves a requester waiting. The web process never loads a model unless jobs run in-process.
 """
 
 import asyncio
+import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import close_old_connections
 
 from . import inbox, services
+
+logger = logging.getLogger(__name__)
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -23,6 +28,10 @@ TERMINAL_TYPES = {"voice.tts.done", "voice.tts.error", "voice.asr.final", "voice
 
 class JobTimeout(Exception):
     pass
+
+
+class JobNotStarted(Exception):
+    """The job could not be handed to a worker (the broker is unreachable)."""
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -35,29 +44,63 @@ def _thread_pool() -> ThreadPoolExecutor:
 def _in_process(loop, reply_to, service, **kwargs):
     layer = get_channel_layer()
 
-    def send(message):
-        # The in-memory layer belongs to the web process's event loop.
-        asyncio.run_coroutine_threadsafe(layer.send(reply_to, message), loop).result()
+    def send_once(message):
+        # The in-memory layer belongs to the requester's event loop.
+        try:
+            future = asyncio.run_coroutine_threadsafe(layer.send(reply_to, message), loop)
+        except RuntimeError as exc:  # the loop is closed: the requester is gone
+            raise services.RequesterGone(str(exc)) from None
+        try:
+            future.result(timeout=settings.VOICE_JOB_IDLE_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            raise services.RequesterGone("The requester's event loop did not take the message.") from None
 
-    service(send=send, **kwargs)
+    send = services.patient_sender(send_once, timeout=settings.VOICE_JOB_IDLE_TIMEOUT)
+    close_old_connections()  # as Celery does around a task: this thread may hold a stale connection
+    try:
+        service(send=send, **kwargs)
+    finally:
+        close_old_connections()
+
+
+def _log_failure(job_id, future):
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Voice job %s crashed", job_id, exc_info=future.exception())
+
+
+def _start_in_process(service, reply_to, job_id, **kwargs) -> None:
+    loop = asyncio.get_running_loop()
+    call = functools.partial(_in_process, loop, reply_to, service, job_id=job_id, **kwargs)
+    future = loop.run_in_executor(_thread_pool(), call)
+    future.add_done_callback(functools.partial(_log_failure, job_id))
+
+
+async def _enqueue(task, args) -> None:
+    try:
+        await asyncio.to_thread(task.apply_async, args=args, expires=settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT)
+    except Exception as exc:  # kombu's OperationalError and friends: the broker cannot be reached
+        logger.warning("Could not queue %s: %s", task.name, exc)
+        raise JobNotStarted("The voice service cannot be reached right now.") from exc
 
 
 async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=None) -> str:
+    """Start a synthesis; its messages go to `reply_to`. Raises JobNotStarted when no worker can be asked."""
     job_id = services.new_job_id()
     if settings.VOICE_JOBS_IN_PROCESS:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(
-            _in_process, loop, reply_to, services.tts_run, job_id=job_id, text=text, speaker_id=speaker_id, engine_name=engine_name
+        _start_in_process(
+            services.tts_run,
+            reply_to,
+            job_id,
+            text=text,
+            speaker_id=speaker_id,
+            engine_name=engine_name,
+            cancelled=functools.partial(inbox.cancelled, job_id),
         )
-        loop.run_in_executor(_thread_pool(), call)
     else:
         from .tasks import tts_synthesize
 
-        await asyncio.to_thread(
-            tts_synthesize.apply_async,
-            args=(reply_to, job_id, text, speaker_id, engine_name),
-            expires=settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT,
-        )
+        await _enqueue(tts_synthesize, (reply_to, job_id, text, speaker_id, engine_name))
     return job_id
 
 
@@ -65,15 +108,12 @@ async def asr_start(*, reply_to: str, phrases=None) -> str:
     """Start a streaming recognition; feed it with `inbox.audio_put(job_id, pcm)`, end with `audio_end`."""
     job_id = services.new_job_id()
     if settings.VOICE_JOBS_IN_PROCESS:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(_in_process, loop, reply_to, services.asr_run, job_id=job_id, phrases=phrases)
-        loop.run_in_executor(_thread_pool(), call)
+        inbox.open_local(job_id)
+        _start_in_process(services.asr_run, reply_to, job_id, phrases=phrases)
     else:
         from .tasks import asr_stream
 
-        await asyncio.to_thread(
-            asr_stream.apply_async, args=(reply_to, job_id, phrases), expires=settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT
-        )
+        await _enqueue(asr_stream, (reply_to, job_id, phrases))
     return job_id
 
 
@@ -85,38 +125,68 @@ async def job_messages(channel: str, job_id: str) -> AsyncIterator[dict]:
     """
     layer = get_channel_layer()
     timeout = settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         try:
-            message = await asyncio.wait_for(layer.receive(channel), timeout)
+            message = await asyncio.wait_for(layer.receive(channel), max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise JobTimeout(f"The voice job {job_id} did not answer within {timeout:g} s.") from None
         if message.get("job_id") != job_id:
-            continue  # a late message of an earlier job on a reused channel
+            continue  # a late message of an earlier job on a reused channel: does not reset the clock
         yield message
         if message["type"] in TERMINAL_TYPES:
             return
         timeout = settings.VOICE_JOB_IDLE_TIMEOUT
+        deadline = loop.time() + timeout
 
 
 async def new_reply_channel() -> str:
     return await get_channel_layer().new_channel("voice.")
 
 
+def _error(kind: str, job_id: str | None, code: str, message: str) -> dict:
+    return {"type": f"voice.{kind}.error", "job_id": job_id, "code": code, "message": message}
+
+
 async def synthesize(*, text: str, speaker_id=None, engine_name=None) -> AsyncIterator[dict]:
-    """Start a TTS job and yield its messages (chunks as produced, then done or error)."""
+    """Start a TTS job and yield its messages (chunks as produced, then done or error).
+
+    Never raises for a job's failure: the last message is `voice.tts.done` or `voice.tts.error`
+    (codes from the engine, `voice_unavailable` when the job could not be queued,
+    `voice_worker_timeout` when no worker answered in time). Closing the generator early asks
+    the job to stop.
+    """
     channel = await new_reply_channel()
-    job_id = await tts_start(reply_to=channel, text=text, speaker_id=speaker_id, engine_name=engine_name)
+    try:
+        job_id = await tts_start(reply_to=channel, text=text, speaker_id=speaker_id, engine_name=engine_name)
+    except JobNotStarted as exc:
+        yield _error("tts", None, "voice_unavailable", str(exc))
+        return
+    finished = False
     try:
         async for message in job_messages(channel, job_id):
+            finished = message["type"] in TERMINAL_TYPES
             yield message
     except JobTimeout as exc:
-        yield {"type": "voice.tts.error", "job_id": job_id, "code": "voice_worker_timeout", "message": str(exc)}
+        finished = True
+        yield _error("tts", job_id, "voice_worker_timeout", str(exc))
+    finally:
+        if not finished:  # the caller stopped listening (client gone): stop the job
+            with contextlib.suppress(Exception):
+                await asyncio.shield(inbox.cancel(job_id))
 
 
 async def recognize(*, pcm: bytes, phrases=None, chunk_bytes: int = 32000) -> dict:
-    """Recognise a whole 16 kHz PCM16 buffer through the same streaming job as live audio."""
+    """Recognise a whole 16 kHz PCM16 buffer through the same streaming job as live audio.
+
+    Returns the terminal message: `voice.asr.final` (with `text`) or `voice.asr.error`.
+    """
     channel = await new_reply_channel()
-    job_id = await asr_start(reply_to=channel, phrases=phrases)
+    try:
+        job_id = await asr_start(reply_to=channel, phrases=phrases)
+    except JobNotStarted as exc:
+        return _error("asr", None, "voice_unavailable", str(exc))
     for start in range(0, len(pcm), chunk_bytes):
         await inbox.audio_put(job_id, pcm[start : start + chunk_bytes])
     await inbox.audio_end(job_id)
@@ -125,5 +195,5 @@ async def recognize(*, pcm: bytes, phrases=None, chunk_bytes: int = 32000) -> di
             if message["type"] in TERMINAL_TYPES:
                 return message
     except JobTimeout as exc:
-        return {"type": "voice.asr.error", "job_id": job_id, "code": "voice_worker_timeout", "message": str(exc)}
+        return _error("asr", job_id, "voice_worker_timeout", str(exc))
     raise AssertionError("unreachable")

@@ -1,16 +1,22 @@
 """Voice jobs: recognition and synthesis. Run by Celery tasks in workers, or by threads in the
 web process in the embedded default; either way results go to the requester through `send`,
 one message at a time as they are produced (see docs/architecture.md for the message types).
+
+Every message carries `t`, the wall-clock time (time.time()) at which the job sent it.
 """
 
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
+from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from speakers.models import Speaker
 
+from . import inbox
 from .asr import ASRError, get_asr_engine
 from .inbox import InboxTimeout, audio_chunks
 from .tts import TTSError, VoiceRef, get_tts_engine
@@ -20,8 +26,35 @@ logger = logging.getLogger(__name__)
 Send = Callable[[dict], None]
 
 
+class RequesterGone(Exception):
+    """The requester stopped listening (its channel stayed full, its event loop ended)."""
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def patient_sender(send_once: Send, *, timeout: float) -> Send:
+    """Wrap a channel-layer send so a full channel slows the job down instead of failing it.
+
+    A requester that reads slowly makes the job wait (backpressure); one that has not read for
+    `timeout` seconds is taken as gone: RequesterGone.
+    """
+
+    def send(message: dict) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                send_once(message)
+                return
+            except ChannelFull:
+                if time.monotonic() >= deadline:
+                    raise RequesterGone(f"The channel stayed full for {timeout:g} s.") from None
+                time.sleep(delay)  # production back-off while the requester drains its channel
+                delay = min(delay * 2, 0.1)
+
+    return send
 
 
 def voice_ref_from_speaker(speaker: Speaker) -> VoiceRef:
@@ -44,61 +77,108 @@ def voice_ref_get(*, speaker_id) -> VoiceRef | None:
     return voice_ref_from_speaker(speaker)
 
 
+def tts_text_clean(text) -> str:
+    """The text to speak, stripped; TTSError when it is empty or longer than TTS_MAX_CHARS."""
+    text = (text or "").strip() if isinstance(text, str) else ""
+    if not text:
+        raise TTSError("There is no text to speak.", code="tts_empty_text")
+    if len(text) > settings.TTS_MAX_CHARS:
+        raise TTSError(f"The text is longer than {settings.TTS_MAX_CHARS} characters.", code="tts_text_too_long")
+    return text
+
+
 def split_pcm(pcm: bytes, max_bytes: int):
+    max_bytes -= max_bytes % 2  # never split a sample
     for start in range(0, len(pcm), max_bytes):
         yield pcm[start : start + max_bytes]
 
 
-def tts_run(*, send: Send, job_id: str, text: str, speaker_id=None, engine_name=None) -> None:
-    """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error."""
+def chunk_bytes(sample_rate: int) -> int:
+    """Bytes of PCM16 mono in VOICE_TTS_CHUNK_MS milliseconds (at least one sample)."""
+    return max(2, sample_rate * settings.VOICE_TTS_CHUNK_MS // 1000 * 2)
+
+
+def tts_run(
+    *, send: Send, job_id: str, text: str, speaker_id=None, engine_name=None, cancelled: Callable[[], bool] | None = None
+) -> None:
+    """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error.
+
+    Chunks hold at most VOICE_TTS_CHUNK_MS of audio each and go out as soon as the engine has
+    produced them. `cancelled()` is asked between pieces of engine output; when it says yes the job
+    stops without another message (its requester is gone).
+    """
+
+    def emit(message: dict) -> None:
+        send({**message, "job_id": job_id, "t": time.time()})
+
     try:
-        text = (text or "").strip()
-        if not text:
-            raise TTSError("There is no text to speak.", code="tts_empty_text")
-        if len(text) > settings.TTS_MAX_CHARS:
-            raise TTSError(f"The text is longer than {settings.TTS_MAX_CHARS} characters.", code="tts_text_too_long")
+        text = tts_text_clean(text)
         engine = get_tts_engine(engine_name)
         voice = voice_ref_get(speaker_id=speaker_id)
         info = engine.voice_info(voice)
-        max_bytes = max(2, engine.sample_rate * settings.VOICE_TTS_CHUNK_MS // 1000 * 2)
-        seq = 0
-        for pcm in engine.stream(text, voice):
-            for piece in split_pcm(pcm, max_bytes):
-                send({"type": "voice.tts.chunk", "job_id": job_id, "seq": seq, "pcm": piece, "sample_rate": engine.sample_rate})
-                seq += 1
-        send(
+        max_bytes = chunk_bytes(engine.sample_rate)
+        seq = samples = 0
+        with contextlib.closing(iter(engine.stream(text, voice))) as pieces:
+            for pcm in pieces:
+                for piece in split_pcm(pcm, max_bytes):
+                    emit({"type": "voice.tts.chunk", "seq": seq, "pcm": piece, "sample_rate": engine.sample_rate})
+                    seq += 1
+                    samples += len(piece) // 2
+                if cancelled is not None and cancelled():
+                    logger.info("TTS job %s cancelled by its requester after %d chunks", job_id, seq)
+                    return
+        emit(
             {
                 "type": "voice.tts.done",
-                "job_id": job_id,
                 "chunks": seq,
+                "samples": samples,
+                "duration": samples / engine.sample_rate,
                 "engine": info.engine,
                 "voice": info.voice,
                 "clones": info.clones,
                 "sample_rate": info.sample_rate,
             }
         )
+    except RequesterGone as exc:
+        logger.info("TTS job %s stopped: its requester is gone (%s)", job_id, exc)
     except TTSError as exc:
-        send({"type": "voice.tts.error", "job_id": job_id, "code": exc.code, "message": str(exc)})
+        _send_error(emit, "voice.tts.error", exc.code, str(exc))
     except Exception:
         logger.exception("TTS job %s failed", job_id)
-        send({"type": "voice.tts.error", "job_id": job_id, "code": "tts_failed", "message": "Speech synthesis failed."})
+        _send_error(emit, "voice.tts.error", "tts_failed", "Speech synthesis failed.")
 
 
 def asr_run(*, send: Send, job_id: str, phrases=None) -> None:
     """Recognise the audio arriving in the job's inbox; send partials, then the final transcript."""
+
+    def emit(message: dict) -> None:
+        send({**message, "job_id": job_id, "t": time.time()})
+
     try:
         engine = get_asr_engine()
         with engine.open_stream(phrases or None) as stream:
             for pcm in audio_chunks(job_id, idle_timeout=settings.VOICE_JOB_IDLE_TIMEOUT):
                 partial = stream.accept(pcm)
                 if partial is not None:
-                    send({"type": "voice.asr.partial", "job_id": job_id, "text": partial})
+                    emit({"type": "voice.asr.partial", "text": partial})
             text = stream.finish()
-        send({"type": "voice.asr.final", "job_id": job_id, "text": text})
+        emit({"type": "voice.asr.final", "text": text})
+    except RequesterGone as exc:
+        logger.info("ASR job %s stopped: its requester is gone (%s)", job_id, exc)
     except InboxTimeout:
-        send({"type": "voice.asr.error", "job_id": job_id, "code": "asr_audio_timeout", "message": "No audio arrived in time."})
+        _send_error(emit, "voice.asr.error", "asr_audio_timeout", "No audio arrived in time.")
     except ASRError as exc:
-        send({"type": "voice.asr.error", "job_id": job_id, "code": exc.code, "message": str(exc)})
+        _send_error(emit, "voice.asr.error", exc.code, str(exc))
     except Exception:
         logger.exception("ASR job %s failed", job_id)
-        send({"type": "voice.asr.error", "job_id": job_id, "code": "asr_failed", "message": "Speech recognition failed."})
+        _send_error(emit, "voice.asr.error", "asr_failed", "Speech recognition failed.")
+    finally:
+        with contextlib.suppress(Exception):
+            inbox.discard(job_id)  # audio that arrived after a failure must not linger
+
+
+def _send_error(emit, type_, code, message) -> None:
+    try:
+        emit({"type": type_, "code": code, "message": message})
+    except Exception as exc:  # the requester is unreachable too: nothing more to do
+        logger.info("Could not report %s to the requester: %s", code, exc)

@@ -1,50 +1,72 @@
-"""Worker start-up: load the engines a worker serves once, at process start, and warm them."""
+"""Worker start-up: load the engines a worker serves once, at process start, and warm them.
+
+Prefork children load in `worker_process_init`; the solo and threads pools run tasks in the main
+process, which loads in `worker_ready` (before the worker answers its first ping). The
+`voice_engines` inspect command reports what a worker holds:
+`celery -A magicmirror inspect voice_engines`.
+"""
 
 import logging
+import threading
 
 from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+LOADED: dict = {}  # what this process has loaded: {"asr": {...}, "tts": {...}, "errors": {...}}
+_preloaded = False
+_preload_lock = threading.Lock()
+
 
 def preload_engines(parts=None) -> dict:
-    """Load (and warm) the ASR and/or TTS engines of this process; returns what was loaded."""
+    """Load (and warm) the ASR and/or TTS engines of this process; returns what was loaded.
+
+    A part that fails to load is logged and reported under `errors` rather than stopping the
+    worker: its jobs then answer with the engine's error code.
+    """
     from .asr import get_asr_engine
     from .tts import get_tts_engine
 
-    loaded = {}
+    loaded, errors = {}, {}
     parts = settings.VOICE_PRELOAD if parts is None else parts
-    if "asr" in parts:
-        engine = get_asr_engine()
-        engine.warm_up()
-        loaded["asr"] = engine.describe()
-    if "tts" in parts:
-        engine = get_tts_engine()
-        engine.warm_up()
-        loaded["tts"] = engine.describe()
+    for part, get in (("asr", get_asr_engine), ("tts", get_tts_engine)):
+        if part not in parts:
+            continue
+        try:
+            engine = get()
+            engine.warm_up()
+        except Exception as exc:
+            logger.exception("Could not load the %s engine", part)
+            errors[part] = str(exc)
+            continue
+        loaded[part] = engine.describe()
     logger.info("Voice engines ready: %s", loaded)
-    return _record(loaded)
+    LOADED.update(loaded)
+    if errors:
+        LOADED["errors"] = {**LOADED.get("errors", {}), **errors}
+    return loaded
 
 
-@worker_process_init.connect
-def _preload_in_child(**kwargs):  # prefork children
+def _preload_once():
+    global _preloaded
+    with _preload_lock:
+        if _preloaded:
+            return
+        _preloaded = True
     preload_engines()
 
 
+@worker_process_init.connect
+def _preload_in_child(**kwargs):  # prefork children (and the solo pool, in the main process)
+    _preload_once()
+
+
 @worker_ready.connect
-def _preload_in_main(sender=None, **kwargs):  # solo and threads pools run tasks in the main process
-    pool = getattr(getattr(sender, "pool_cls", None), "__module__", "")
-    if "prefork" not in pool:
-        preload_engines()
-
-
-LOADED: dict = {}
-
-
-def _record(loaded):
-    LOADED.update(loaded)
-    return loaded
+def _preload_in_main(sender=None, **kwargs):  # sender: the worker's Consumer
+    pool = getattr(sender, "pool", None)
+    if "prefork" not in type(pool).__module__:
+        _preload_once()
 
 
 try:

@@ -18,6 +18,11 @@ def wav_upload(data=None, name="reference.wav", content_type="audio/wav"):
     return SimpleUploadedFile(name, reference_wav() if data is None else data, content_type=content_type)
 
 
+def read_bytes(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def stored_files(user) -> list[str]:
     """The reference files on disk for one user."""
     folder = os.path.join(settings.MEDIA_ROOT, "speakers", str(user.pk))

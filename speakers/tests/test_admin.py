@@ -8,7 +8,7 @@ from chat.models import Conversation, Message
 from speakers import services
 from speakers.models import Speaker, UserSettings
 
-from .conftest import reference_wav, stored_files, wav_upload
+from .conftest import read_bytes, reference_wav, stored_files, wav_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def test_audio_is_served_to_staff(admin_client, user, make_speaker):
     response = admin_client.get(audio_url(speaker))
     assert response.status_code == 200
     assert response["Content-Type"] == "audio/wav"
-    assert b"".join(response.streaming_content) == open(speaker.audio.path, "rb").read()
+    assert b"".join(response.streaming_content) == read_bytes(speaker.audio.path)
 
 
 def test_audio_of_a_missing_speaker_is_404(admin_client):
@@ -285,7 +285,12 @@ def test_conversation_change_keeps_messages(admin_client, user, conversations):
 
 @pytest.mark.parametrize(
     ("query", "found", "not_found"),
-    [("下雨", "天气", "Cooking"), ("egg", "Cooking", "天气"), ("mallory", "Cooking", "天气"), ("天气", "天气", "Cooking")],
+    [
+        ("下雨", "天气", "Cooking"),  # message content
+        ("egg", "Cooking", "天气"),
+        ("mallory", "Cooking", "天气"),  # owner
+        ("天气", "天气", "Cooking"),  # title
+    ],
 )
 def test_conversation_search(admin_client, conversations, query, found, not_found):
     response = admin_client.get("/admin/chat/conversation/", {"q": query})
@@ -349,3 +354,26 @@ def test_services_used_by_admin_are_the_same_as_the_api(user):
     with pytest.raises(services.ApplicationError) as excinfo:
         services.reference_audio_prepare(data=b"junk" * 100)
     assert excinfo.value.code == "undecodable_audio"
+
+
+def test_admin_audio_with_the_file_gone_is_404(admin_client, user, make_speaker):
+    speaker = make_speaker(user)
+    os.remove(speaker.audio.path)
+    assert admin_client.get(audio_url(speaker)).status_code == 404
+
+
+def test_user_settings_user_cannot_be_moved_to_someone_else(admin_client, user, other_user, make_speaker):
+    mine = make_speaker(user, name="A")
+    row = UserSettings.objects.get(user=user)
+    response = admin_client.post(
+        f"/admin/speakers/usersettings/{row.pk}/change/",
+        {"user": other_user.pk, "current_speaker": mine.pk, "input_mode": "ptt", "_save": "Save"},
+    )
+    assert response.status_code == 302, form_errors(response)
+    row.refresh_from_db()
+    assert (row.user_id, row.current_speaker_id) == (user.pk, mine.pk)
+
+
+def test_user_settings_admin_with_a_bad_id_redirects(admin_client):
+    response = admin_client.get("/admin/speakers/usersettings/abc/change/")
+    assert response.status_code == 302

@@ -9,7 +9,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from speakers.models import Speaker, UserSettings
 from voice.tests.samples import read_wav
 
-from .conftest import reference_wav, stored_files, wav_upload
+from .conftest import read_bytes, reference_wav, stored_files, wav_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_create_first_speaker_becomes_current(api, user):
     assert speaker.slot == 1 and speaker.audio_sample_rate == 24000
     assert UserSettings.objects.get(user=user).current_speaker_id == speaker.pk
     # Stored as 24 kHz mono PCM16.
-    channels, width, rate, samples = read_wav(open(speaker.audio.path, "rb").read())
+    channels, width, rate, samples = read_wav(read_bytes(speaker.audio.path))
     assert (channels, width, rate) == (1, 2, 24000) and len(samples) == 36000
 
 
@@ -245,7 +245,7 @@ def test_settings_patch_rejects_bad_values(api, user, payload):
     assert response.status_code == 400
     err = error(response)
     assert err["code"] == "invalid"
-    assert list(payload)[0] in err["fields"]
+    assert next(iter(payload)) in err["fields"]
     row, _ = UserSettings.objects.get_or_create(user=user)
     assert (row.input_mode, row.voice_output) == ("ptt", True)
 
@@ -289,7 +289,7 @@ def test_another_users_speaker_is_404_and_unchanged(
 ):
     theirs = make_speaker(other_user, name="Theirs", prompt_text="他们的")
     mine = make_speaker(user, name="Mine")
-    before = open(theirs.audio.path, "rb").read()
+    before = read_bytes(theirs.audio.path)
     url = route.format(id=theirs.pk)
     with django_capture_on_commit_callbacks(execute=True):
         if body == "multipart":
@@ -305,7 +305,7 @@ def test_another_users_speaker_is_404_and_unchanged(
 
     fresh = Speaker.objects.get(pk=theirs.pk)
     assert (fresh.name, fresh.prompt_text, fresh.audio.name) == ("Theirs", "他们的", theirs.audio.name)
-    assert open(fresh.audio.path, "rb").read() == before
+    assert read_bytes(fresh.audio.path) == before
     assert stored_files(other_user) == [os.path.basename(theirs.audio.path)]
     assert UserSettings.objects.get(user=other_user).current_speaker_id == theirs.pk
     assert UserSettings.objects.get(user=user).current_speaker_id == mine.pk
@@ -348,3 +348,11 @@ def test_post_with_csrf_token_is_accepted(csrf_client, user):
     response = csrf_client.post("/api/speakers", data, HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201, response.content
     assert Speaker.objects.filter(owner=user).count() == 1
+
+
+def test_audio_download_with_the_file_gone_is_404_json(api, user):
+    created = create(api).json()
+    os.remove(Speaker.objects.get(pk=created["id"]).audio.path)
+    response = api.get(created["audio_url"])
+    assert response.status_code == 404
+    assert error(response)["code"] == "audio_missing"

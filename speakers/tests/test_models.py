@@ -107,7 +107,7 @@ def test_concurrent_creates_stop_at_three(user):
             results[i] = ("ok", speaker.slot)
         except services.SpeakerLimitReached:
             results[i] = ("limit", None)
-        except Exception as exc:  # noqa: BLE001  (reported in the assertion below)
+        except Exception as exc:  # reported in the assertion below
             results[i] = ("error", repr(exc))
         finally:
             connection.close()
@@ -143,7 +143,7 @@ def test_concurrent_creates_with_one_name_make_one_speaker(user):
             results[i] = "ok"
         except services.ApplicationError as exc:
             results[i] = exc.code
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # reported in the assertion below
             results[i] = repr(exc)
         finally:
             connection.close()
@@ -263,12 +263,6 @@ def test_names_are_unique_per_user_ignoring_case(user, make_speaker):
     assert list(Speaker.objects.filter(owner=user).values_list("name", flat=True)) == ["Anna"]
 
 
-@pytest.mark.xfail(
-    connection.vendor == "mysql",
-    strict=True,
-    reason="utf8mb4_unicode_ci gives every emoji the same weight, so '猫🐱' = '猫🐶'; "
-    "the database/test collation should be utf8mb4_unicode_520_ci (settings and ./dev, outside speakers)",
-)
 def test_names_differing_only_by_emoji_are_distinct(user, make_speaker):
     make_speaker(user, name="猫🐱")
     make_speaker(user, name="猫🐶")

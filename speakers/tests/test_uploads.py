@@ -11,7 +11,7 @@ from speakers.models import Speaker, UserSettings
 from speakers.services import reference_audio_prepare
 from voice.tests.samples import opus, read_wav, tone, wav
 
-from .conftest import reference_wav, stored_files, wav_upload
+from .conftest import read_bytes, reference_wav, stored_files, wav_upload
 from .test_api import create, error, patch_multipart
 
 pytestmark = pytest.mark.django_db
@@ -168,9 +168,8 @@ def test_duplicate_name_is_409(api, user):
 
 
 def test_json_create_without_a_file_is_rejected(api, user):
-    response = api.post(
-        "/api/speakers", json.dumps({"name": "Anna", "prompt_text": "你好", "audio": "x"}), content_type="application/json"
-    )
+    body = json.dumps({"name": "Anna", "prompt_text": "你好", "audio": "x"})
+    response = api.post("/api/speakers", body, content_type="application/json")
     rejected(response, 400, "invalid")
     assert_nothing_created(user)
 
@@ -248,13 +247,17 @@ def test_browser_opus_recording_is_accepted(api, user, container):
     data = opus(2.0, container=container)
     response = api.post(
         "/api/speakers",
-        {"name": "Opus", "prompt_text": "录音", "audio": wav_upload(data, name=f"rec.{container}", content_type=f"audio/{container}")},
+        {
+            "name": "Opus",
+            "prompt_text": "录音",
+            "audio": wav_upload(data, name=f"rec.{container}", content_type=f"audio/{container}"),
+        },
     )
     assert response.status_code == 201, response.content
     assert response.json()["audio_duration"] == pytest.approx(2.0, abs=0.03)
     speaker = Speaker.objects.get(owner=user)
     assert speaker.audio.name.endswith(".wav")
-    channels, width, rate, samples = read_wav(open(speaker.audio.path, "rb").read())
+    channels, width, rate, samples = read_wav(read_bytes(speaker.audio.path))
     assert (channels, width, rate) == (1, 2, 24000)
     assert len(samples) == pytest.approx(48000, abs=720)
     assert int(abs(samples.astype(int)).max()) > 10000
@@ -265,5 +268,5 @@ def test_stereo_44k_wav_is_accepted_and_stored_mono_24k(api, user):
     response = create(api, audio=data)
     assert response.status_code == 201
     speaker = Speaker.objects.get(owner=user)
-    channels, _, rate, samples = read_wav(open(speaker.audio.path, "rb").read())
+    channels, _, rate, samples = read_wav(read_bytes(speaker.audio.path))
     assert (channels, rate) == (1, 24000) and len(samples) == pytest.approx(36000, abs=48)

@@ -182,7 +182,8 @@ function messageNode({ id, role, content = "", interrupted = false, error_code: 
     h("span", { class: "visually-hidden", text: `${who}: ` }),
     h("div", { class: "msg-text", text: content }),
   );
-  if (interrupted || errorCode) markNote(node, errorCode ? errorMessage({ code: errorCode }) : t("interrupted"));
+  if (errorCode) markNote(node, errorMessage({ code: errorCode, message: t("replyFailed") }), content ? "warning" : "error");
+  else if (interrupted) markNote(node, t("interrupted"));
   return node;
 }
 
@@ -302,7 +303,7 @@ async function send(text) {
       method: "POST",
       json: { message: text, conversation_id: conversationId },
       signal: controller.signal,
-      accept: "text/event-stream",
+      accept: "text/event-stream, application/json", // errors before the stream are JSON
     });
     if (state.view === view) appendMessage(replyNode);
     for await (const { data } of readEvents(response)) {

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def tone(seconds, rate, freq=220.0, amplitude=0.4) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     return (amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
 
 
@@ -24,12 +24,12 @@ def wav(channels: list[np.ndarray], rate: int) -> bytes:
     return buf.getvalue()
 
 
-def opus(seconds=2.0, *, container="ogg", rate=48000, freq=220.0, amplitude=0.4) -> bytes:
-    """A mono Opus clip in an ogg or webm container, as browsers record it."""
+def encoded(seconds=2.0, *, codec="libopus", container="ogg", rate=48000, freq=220.0, amplitude=0.4) -> bytes:
+    """A mono clip compressed with PyAV, as a browser or phone would send it."""
     pcm = tone(seconds, rate, freq, amplitude)
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream("libopus", rate=rate)
+        stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
         for start in range(0, len(pcm), 960):
             frame = av.AudioFrame.from_ndarray(pcm[start : start + 960].reshape(1, -1), format="s16", layout="mono")
@@ -40,6 +40,11 @@ def opus(seconds=2.0, *, container="ogg", rate=48000, freq=220.0, amplitude=0.4)
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def opus(seconds=2.0, *, container="ogg", **kwargs) -> bytes:
+    """Opus in ogg or webm, as browsers record it."""
+    return encoded(seconds, codec="libopus", container=container, **kwargs)
 
 
 def read_wav(data: bytes):

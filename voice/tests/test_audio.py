@@ -1,11 +1,12 @@
 import random
+import struct
 
 import numpy as np
 import pytest
 
 from voice.audio import AudioError, DecodedAudio, decode_audio
 
-from .samples import opus, read_wav, tone, wav
+from .samples import encoded, opus, read_wav, tone, wav
 
 
 def dominant_frequency(decoded: DecodedAudio) -> float:
@@ -54,6 +55,32 @@ def test_opus_decodes(container):
     assert decoded.duration == pytest.approx(2.0, abs=0.03)
     assert dominant_frequency(decoded) == pytest.approx(330.0, abs=2.0)
     assert 0.3 * 32767 < decoded.peak() < 0.5 * 32767
+
+
+@pytest.mark.parametrize(
+    ("codec", "container", "rate"),
+    [("libmp3lame", "mp3", 44100), ("aac", "ipod", 44100), ("aac", "mp4", 48000), ("flac", "flac", 22050)],
+    ids=["mp3", "m4a", "mp4", "flac"],
+)
+def test_other_upload_formats_decode(codec, container, rate):
+    decoded = decode_audio(encoded(2.0, codec=codec, container=container, rate=rate, freq=330.0), sample_rate=24000)
+    assert decoded.source_sample_rate == rate
+    assert decoded.sample_rate == 24000
+    # mp3 and aac add some encoder delay/padding at the ends.
+    assert decoded.duration == pytest.approx(2.0, abs=0.06)
+    assert dominant_frequency(decoded) == pytest.approx(330.0, abs=2.0)
+
+
+def test_wav_with_non_utf8_tags_decodes():
+    """Recorders on Chinese systems write GBK titles into the INFO chunk: the audio is still fine."""
+    plain = wav([tone(1.0, 24000)], 24000)
+    title = "测试录音".encode("gbk") + b"\x00"
+    info = b"INFO" + b"INAM" + struct.pack("<I", len(title)) + title
+    body = plain[12:] + b"LIST" + struct.pack("<I", len(info)) + info
+    tagged = b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+    decoded = decode_audio(tagged, sample_rate=24000)
+    assert decoded.duration == pytest.approx(1.0)
+    assert decoded.pcm == tone(1.0, 24000).tobytes()
 
 
 @pytest.mark.parametrize(

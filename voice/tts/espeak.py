@@ -1,11 +1,24 @@
 """espeak-ng: formant synthesis from Debian's package. Robotic, but covers Mandarin and is tiny."""
 
 import shutil
+import struct
 import subprocess
+import tempfile
 
 from .base import TTSEngine, TTSError
 
 CHUNK_BYTES = 4096
+WAV_HEADER_BYTES = 44  # espeak-ng --stdout writes a canonical 44-byte header (sizes unknown: 0x7ffff...)
+
+
+def _header_rate(header: bytes) -> int:
+    """The sample rate of espeak-ng's WAV header; TTSError unless it is mono PCM16."""
+    if len(header) < WAV_HEADER_BYTES or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        raise TTSError("espeak-ng produced no audio.", code="tts_failed")
+    fmt, channels, rate, _byte_rate, _align, bits = struct.unpack("<HHIIHH", header[20:36])
+    if fmt != 1 or channels != 1 or bits != 16:
+        raise TTSError("espeak-ng produced audio in an unexpected format.", code="tts_failed")
+    return rate
 
 
 class EspeakEngine(TTSEngine):
@@ -18,6 +31,14 @@ class EspeakEngine(TTSEngine):
         if self.binary is None:
             raise TTSError("espeak-ng is not installed (apt-get install espeak-ng).", code="tts_engine_missing")
         self.voice = voice
+        # One short synthesis checks the voice exists and gives its real rate (mbrola voices are 16 kHz).
+        probe = subprocess.run(  # noqa: S603 - fixed binary, no shell
+            [self.binary, "-v", self.voice, "--stdout", "a"], capture_output=True, timeout=30, check=False
+        )
+        if probe.returncode != 0 or len(probe.stdout) < WAV_HEADER_BYTES:
+            detail = probe.stderr.decode(errors="replace").strip()[:200]
+            raise TTSError(f"espeak-ng cannot speak with voice {voice!r}: {detail}", code="tts_engine_missing")
+        self.sample_rate = _header_rate(probe.stdout[:WAV_HEADER_BYTES])
 
     def default_voice_name(self) -> str:
         return self.voice
@@ -26,29 +47,40 @@ class EspeakEngine(TTSEngine):
         text = (text or "").strip()
         if not text:
             return
-        # --stdout writes a WAV; skip its 44-byte header and pass the PCM on as it arrives.
-        process = subprocess.Popen(  # noqa: S603 - fixed binary, text via stdin, no shell
-            [self.binary, "-v", self.voice, "--stdout", "--stdin"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            process.stdin.write(text.encode("utf-8"))
-            process.stdin.close()
-            header = process.stdout.read(44)
-            if len(header) < 44:
-                raise TTSError("espeak-ng produced no audio.", code="tts_failed")
-            pending = b""
-            while chunk := process.stdout.read(CHUNK_BYTES):
-                data = pending + chunk
-                cut = len(data) - len(data) % 2
-                pending = data[cut:]
-                if cut:
-                    yield data[:cut]
-            if process.wait(timeout=30) != 0:
-                raise TTSError(f"espeak-ng failed: {process.stderr.read().decode(errors='replace')[:200]}", code="tts_failed")
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        # --stdout writes a WAV; skip its header and pass the PCM on as it arrives. stderr goes to a
+        # file so a chatty espeak-ng can never block on a full pipe nobody reads.
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(  # noqa: S603 - fixed binary, text via stdin, no shell
+                [self.binary, "-v", self.voice, "--stdout", "--stdin"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+            try:
+                # TTS_MAX_CHARS keeps the text far below a pipe's buffer: this write cannot block.
+                process.stdin.write(text.encode("utf-8"))
+                process.stdin.close()
+                header = process.stdout.read(WAV_HEADER_BYTES)
+                if len(header) < WAV_HEADER_BYTES:
+                    process.wait(timeout=30)
+                    errors.seek(0)
+                    detail = errors.read().decode(errors="replace").strip()[:200]
+                    raise TTSError(f"espeak-ng produced no audio. {detail}".strip(), code="tts_failed")
+                if _header_rate(header) != self.sample_rate:
+                    raise TTSError("espeak-ng changed its sample rate.", code="tts_failed")
+                pending = b""
+                while chunk := process.stdout.read1(CHUNK_BYTES):
+                    data = pending + chunk
+                    cut = len(data) - len(data) % 2
+                    pending = data[cut:]
+                    if cut:
+                        yield data[:cut]
+                if process.wait(timeout=30) != 0:
+                    errors.seek(0)
+                    detail = errors.read().decode(errors="replace").strip()[:200]
+                    raise TTSError(f"espeak-ng failed: {detail}", code="tts_failed")
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                process.stdout.close()

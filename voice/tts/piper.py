@@ -27,11 +27,15 @@ class PiperEngine(TTSEngine):
         if path is None or not path.is_file():
             raise TTSError(f"No Piper voice at {voice_path or '(unset)'}.", code="tts_engine_missing")
         self.voice_path = path
-        self._voice = PiperVoice.load(str(path))
+        try:
+            self._voice = PiperVoice.load(str(path))
+        except Exception as exc:  # a truncated .onnx or a missing/invalid .onnx.json
+            raise TTSError(f"The Piper voice {path} could not be loaded: {exc}", code="tts_engine_failed") from exc
         # Piper normalises to 0 dBFS; a little headroom avoids clipping when resampled.
         self._config = SynthesisConfig(volume=volume)
         self.sample_rate = self._voice.config.sample_rate
-        self._lock = threading.Lock()  # one ONNX session; serialise synthesis calls
+        # Phonemisation goes through espeak-ng's global state: serialise each step of synthesis.
+        self._lock = threading.Lock()
 
     def default_voice_name(self) -> str:
         return self.voice_path.stem
@@ -41,6 +45,12 @@ class PiperEngine(TTSEngine):
         if not text:
             return
         # Piper yields one chunk per sentence as each is synthesised: pass them on as they come.
-        with self._lock:
-            for chunk in self._voice.synthesize(text, self._config):
-                yield chunk.audio_int16_bytes
+        # The lock is held while a sentence is produced, not while the caller handles it, so
+        # concurrent jobs interleave sentence by sentence instead of waiting for a whole text.
+        chunks = iter(self._voice.synthesize(text, self._config))
+        while True:
+            with self._lock:
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk.audio_int16_bytes

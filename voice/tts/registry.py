@@ -9,8 +9,16 @@ from .base import TTSEngine, TTSError
 
 logger = logging.getLogger(__name__)
 
+ALIASES = {"espeak": "espeak-ng"}
+
 _engines: dict[str, TTSEngine] = {}
+_failures: dict[str, TTSError] = {}  # engines that could not load in this process, with why
 _lock = threading.Lock()
+
+
+def canonical_name(name: str) -> str:
+    name = (name or "").strip().lower()
+    return ALIASES.get(name, name)
 
 
 def _build(name: str) -> TTSEngine:
@@ -22,35 +30,73 @@ def _build(name: str) -> TTSEngine:
         from .piper import PiperEngine
 
         return PiperEngine(settings.PIPER_VOICE_PATH or None)
-    if name in ("espeak", "espeak-ng"):
+    if name == "espeak-ng":
         from .espeak import EspeakEngine
 
         return EspeakEngine(settings.ESPEAK_VOICE)
     raise TTSError(f"Unknown TTS engine {name!r}.", code="tts_engine_unknown")
 
 
-def get_tts_engine(name: str | None = None) -> TTSEngine:
-    """The named engine, or the first of VOICE_TTS_ENGINES that loads. Loaded once per process."""
-    if not name and "default" in _engines:
-        return _engines["default"]
-    names = [name] if name else list(settings.VOICE_TTS_ENGINES)
-    errors = []
-    for candidate in names:
-        key = "espeak-ng" if candidate == "espeak" else candidate
+def _load(key: str) -> TTSEngine:
+    """The engine `key`, built once; a failure is remembered so a broken engine is not retried per call."""
+    if key in _engines:
+        return _engines[key]
+    with _lock:
         if key in _engines:
             return _engines[key]
-        with _lock:
-            if key in _engines:
-                return _engines[key]
-            try:
-                engine = _build(key)
-            except TTSError as exc:
-                errors.append(f"{key}: {exc}")
-                logger.info("TTS engine %s unavailable: %s", key, exc)
-                continue
+        if key in _failures:
+            raise _failures[key]
+        try:
+            engine = _build(key)
+        except TTSError as exc:
+            error = exc
+        except ImportError as exc:  # an optional engine's code or dependencies are not installed
+            error = TTSError(f"{key} is not installed ({exc}).", code="tts_engine_missing")
+        except Exception as exc:  # a corrupt model file, a CUDA error...: the next engine may still work
+            logger.exception("TTS engine %s failed to load", key)
+            error = TTSError(f"{key} failed to load: {exc}", code="tts_engine_failed")
+        else:
             _engines[key] = engine
-            if not name:
-                _engines["default"] = engine
-            logger.info("TTS engine in use: %s (%s)", engine.name, engine.default_voice_name())
+            logger.info("TTS engine loaded: %s (%s)", engine.name, engine.default_voice_name())
             return engine
-    raise TTSError("No TTS engine is available: " + "; ".join(errors), code="tts_engine_missing")
+        _failures[key] = error
+        raise error
+
+
+def get_tts_engine(name: str | None = None) -> TTSEngine:
+    """The named engine, or the first of VOICE_TTS_ENGINES that loads. Loaded once per process.
+
+    A named engine that cannot load raises its own error (code `tts_engine_unknown`,
+    `tts_engine_missing` or `tts_engine_failed`); the chain raises `tts_engine_missing` when none loads.
+    """
+    if name:
+        return _load(canonical_name(name))
+    default = _engines.get("default")
+    if default is not None:
+        return default
+    errors = []
+    for candidate in settings.VOICE_TTS_ENGINES:
+        key = canonical_name(candidate)
+        if not key:
+            continue
+        try:
+            engine = _load(key)
+        except TTSError as exc:
+            errors.append(f"{key}: {exc}")
+            logger.info("TTS engine %s unavailable: %s", key, exc)
+            continue
+        _engines["default"] = engine
+        return engine
+    raise TTSError("No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing")
+
+
+def loaded_engines() -> dict[str, TTSEngine]:
+    """Engines loaded in this process so far (by name; `default` is the chain's choice)."""
+    return dict(_engines)
+
+
+def reset() -> None:
+    """Forget loaded engines and failures (tests; a worker would rather restart)."""
+    with _lock:
+        _engines.clear()
+        _failures.clear()

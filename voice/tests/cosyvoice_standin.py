@@ -1,0 +1,272 @@
+"""A stand-in for the official CosyVoice2 class, for tests on machines without torch, a GPU or the weights.
+
+It honours the public API of `cosyvoice.cli.cosyvoice.CosyVoice2` in FunAudioLLM/CosyVoice at commit
+ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40 (2026-03-16): the constructor's signature, `sample_rate`,
+`frontend.spk2info` (loaded from `{model_dir}/spk2info.pt` when present), `model.token_hop_len`,
+`add_zero_shot_spk`, `save_spkinfo` and `inference_zero_shot` yielding `{'tts_speech': [1, N] float}`.
+`CosyVoice2TensorPromptStandIn` is the form before upstream commit 622a3a1 (2025-12-08), where the prompt
+is a 16 kHz float tensor `prompt_speech_16k` [1, T] instead of a path.
+
+What it imitates of the model's behaviour, and nothing more:
+- streaming: speech comes in hops of `model.token_hop_len` tokens (25 tokens a second, 960 samples a token
+  at 24 kHz), and a hop is yielded only when `pre_lookahead_len` (3) further tokens exist; the rest is
+  yielded last. The first hop is padded so that prompt + hop is a multiple of the hop, as upstream does.
+- the upstream bug (open PR #1849): after each streamed hop the shared `model.token_hop_len` is doubled
+  (capped at 4 x 25) and never reset, so without a guard the first chunk of the next call is larger.
+Tensors are numpy float32 arrays (torch is not installed here); `tensor_type = FakeTensor` yields objects
+with torch's `.detach().cpu().numpy()` instead. spk2info.pt is written with pickle, not torch.save.
+
+Every instance records into its class's `calls`; `CosyVoice2StandIn.fresh(**attrs)` gives a subclass with
+its own empty `calls` (and any class attributes overridden), so each test counts only its own calls.
+"""
+
+import math
+import os
+import pickle
+import threading
+import time
+import wave
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 24000
+TOKEN_RATE = 25  # CosyVoice2 speech tokens per second
+SAMPLES_PER_TOKEN = SAMPLE_RATE // TOKEN_RATE  # 960
+PRE_LOOKAHEAD_LEN = 3  # flow.pre_lookahead_len
+TOKENS_PER_CHAR = 4  # how much speech the stand-in makes for a text
+MAX_PROMPT_SECONDS = 30  # upstream asserts this when extracting prompt speech tokens
+MIN_PROMPT_RATE = 16000  # upstream load_wav refuses lower rates
+
+
+@dataclass
+class Calls:
+    init: list = field(default_factory=list)  # dicts of the constructor's arguments
+    add_zero_shot_spk: list = field(default_factory=list)  # dicts: prompt_text, prompt, zero_shot_spk_id
+    save_spkinfo: int = 0
+    inference: list = field(default_factory=list)  # dicts: arguments, hop lengths, yielded arrays
+    closed_early: int = 0  # inference generators closed before their end
+    active: int = 0
+    max_active: int = 0  # most inference generators running at once
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeTensor:
+    """The little of torch.Tensor that code reading `tts_speech` uses."""
+
+    def __init__(self, array):
+        self._array = np.asarray(array)
+        self.shape = self._array.shape
+
+    def detach(self):
+        return self
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return FakeTensor(self._array.astype(np.float32))
+
+    def numpy(self):
+        return self._array
+
+
+class StandInModel:
+    """CosyVoice2Model's streaming parameters (cosyvoice/cli/model.py)."""
+
+    def __init__(self):
+        self.token_hop_len = 25
+        self.token_max_hop_len = 4 * self.token_hop_len
+        self.stream_scale_factor = 2
+        self.lock = threading.Lock()
+
+
+class StandInFrontEnd:
+    def __init__(self, spk2info_path):
+        if os.path.exists(spk2info_path):
+            with open(spk2info_path, "rb") as f:
+                self.spk2info = pickle.load(f)  # noqa: S301 - a file this stand-in wrote itself
+        else:
+            self.spk2info = {}
+
+
+def _as_array(value):
+    if isinstance(value, np.ndarray):
+        return value
+    numpy = getattr(value, "numpy", None)
+    if callable(numpy):
+        cpu = getattr(value, "cpu", None)
+        return np.asarray((cpu() if callable(cpu) else value).numpy())
+    return np.asarray(value)
+
+
+class CosyVoice2StandIn:
+    calls: Calls = Calls()
+    tensor_type = None  # None: numpy arrays; FakeTensor: torch-like objects
+    amplitude = 0.5  # of the sine it "speaks"; > 1 tests clipping
+    init_delay = 0.0  # seconds the constructor sleeps (races on lazy loading)
+    fail_inference = False
+
+    @classmethod
+    def fresh(cls, **attrs):
+        return type(cls.__name__, (cls,), {"calls": Calls(), **attrs})
+
+    def __init__(self, model_dir, load_jit=False, load_trt=False, load_vllm=False, fp16=False, trt_concurrent=1):
+        self._setup(
+            model_dir,
+            load_jit=load_jit,
+            load_trt=load_trt,
+            load_vllm=load_vllm,
+            fp16=fp16,
+            trt_concurrent=trt_concurrent,
+        )
+
+    def _setup(self, model_dir, **options):
+        if self.init_delay:
+            time.sleep(self.init_delay)
+        self.calls.init.append({"model_dir": model_dir, **options})
+        self.model_dir = model_dir
+        if not os.path.exists(model_dir):
+            # Upstream would call modelscope's snapshot_download here: no hubs in tests.
+            raise ValueError(f"{model_dir} does not exist and the stand-in downloads nothing")
+        hyper_yaml_path = f"{model_dir}/cosyvoice2.yaml"
+        if not os.path.exists(hyper_yaml_path):
+            raise ValueError(f"{hyper_yaml_path} not found!")
+        self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt")
+        self.sample_rate = SAMPLE_RATE
+        self.model = StandInModel()
+
+    # --- the prompt -------------------------------------------------------------------------------
+    def _prompt_info(self, prompt_text, prompt):
+        """What upstream's frontend extracts from a prompt, reduced to what the stand-in needs."""
+        path = os.fspath(prompt) if isinstance(prompt, (str, os.PathLike)) else None
+        if path is None:
+            raise TypeError(f"prompt_wav must be a path, not {type(prompt).__name__}")
+        with wave.open(path, "rb") as w:
+            rate, frames = w.getframerate(), w.getnframes()
+            pcm = np.frombuffer(w.readframes(frames), dtype="<i2")
+        assert rate >= MIN_PROMPT_RATE, f"wav sample rate {rate} must be greater than {MIN_PROMPT_RATE}"
+        seconds = frames / rate
+        assert seconds <= MAX_PROMPT_SECONDS, "do not support extract speech token for audio longer than 30s"
+        return {
+            "prompt_text": prompt_text,
+            "speech_token_len": int(seconds * TOKEN_RATE),
+            "embedding": [float(np.abs(pcm).mean()) / 32768.0] if len(pcm) else [0.0],
+        }
+
+    # --- the API ----------------------------------------------------------------------------------
+    def list_available_spks(self):
+        return list(self.frontend.spk2info.keys())
+
+    def add_zero_shot_spk(self, prompt_text, prompt_wav, zero_shot_spk_id):
+        assert zero_shot_spk_id != "", "do not use empty zero_shot_spk_id"
+        self.calls.add_zero_shot_spk.append(
+            {"prompt_text": prompt_text, "prompt": prompt_wav, "zero_shot_spk_id": zero_shot_spk_id}
+        )
+        self.frontend.spk2info[zero_shot_spk_id] = self._prompt_info(prompt_text, prompt_wav)
+        return True
+
+    def save_spkinfo(self):
+        self.calls.save_spkinfo += 1
+        with open(f"{self.model_dir}/spk2info.pt", "wb") as f:
+            pickle.dump(self.frontend.spk2info, f)
+
+    def inference_zero_shot(
+        self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id="", stream=False, speed=1.0, text_frontend=True
+    ):
+        if zero_shot_spk_id == "":
+            info = self._prompt_info(prompt_text, prompt_wav)
+        else:
+            info = self.frontend.spk2info[zero_shot_spk_id]  # KeyError for an unknown id, as upstream
+        record = {
+            "tts_text": tts_text,
+            "prompt_text": prompt_text,
+            "prompt_wav": prompt_wav,
+            "zero_shot_spk_id": zero_shot_spk_id,
+            "stream": stream,
+            "speed": speed,
+            "text_frontend": text_frontend,
+            "hop_len_at_start": self.model.token_hop_len,
+            "chunk_tokens": [],
+            "chunks": [],
+            "thread": threading.get_ident(),
+        }
+        self.calls.inference.append(record)
+        return self._generate(record, info, tts_text, stream, speed)
+
+    def _generate(self, record, info, tts_text, stream, speed):
+        with self.calls.lock:
+            self.calls.active += 1
+            self.calls.max_active = max(self.calls.max_active, self.calls.active)
+        finished = False
+        try:
+            if self.fail_inference:
+                raise RuntimeError("CUDA error: out of memory (stand-in)")
+            total = max(1, TOKENS_PER_CHAR * len(tts_text))
+            position = 0
+            if stream:
+                assert speed == 1.0, "speed change only support non-stream inference mode"
+                model = self.model
+                prompt_len = info["speech_token_len"]
+                prompt_pad = int(math.ceil(prompt_len / model.token_hop_len) * model.token_hop_len - prompt_len)
+                offset = 0
+                while True:
+                    time.sleep(0)  # let other threads run, as upstream's polling loop does
+                    hop = model.token_hop_len + prompt_pad if offset == 0 else model.token_hop_len
+                    if total - offset < hop + PRE_LOOKAHEAD_LEN:
+                        break
+                    yield self._chunk(record, position, hop)
+                    position += hop * SAMPLES_PER_TOKEN
+                    offset += hop
+                    # The bug: the shared hop length grows and is never set back.
+                    model.token_hop_len = min(model.token_max_hop_len, model.token_hop_len * model.stream_scale_factor)
+                yield self._chunk(record, position, total - offset)
+            else:
+                yield self._chunk(record, position, total)
+            finished = True
+        finally:
+            with self.calls.lock:
+                self.calls.active -= 1
+                if not finished:
+                    self.calls.closed_early += 1
+
+    def _chunk(self, record, start, tokens):
+        n = tokens * SAMPLES_PER_TOKEN
+        t = (start + np.arange(n)) / SAMPLE_RATE
+        speech = (self.amplitude * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32).reshape(1, n)
+        record["chunk_tokens"].append(tokens)
+        record["chunks"].append(speech.copy())
+        return {"tts_speech": self.tensor_type(speech) if self.tensor_type else speech}
+
+
+class CosyVoice2TensorPromptStandIn(CosyVoice2StandIn):
+    """The API before upstream 622a3a1 (2025-12-08): prompts are 16 kHz float tensors [1, T]."""
+
+    def _prompt_info(self, prompt_text, prompt):
+        speech = _as_array(prompt)
+        if speech.ndim != 2 or speech.shape[0] != 1 or not np.issubdtype(speech.dtype, np.floating):
+            raise TypeError(f"prompt_speech_16k must be a float [1, T] tensor, not {speech.dtype} {speech.shape}")
+        seconds = speech.shape[1] / 16000
+        assert seconds <= MAX_PROMPT_SECONDS, "do not support extract speech token for audio longer than 30s"
+        return {
+            "prompt_text": prompt_text,
+            "speech_token_len": int(seconds * TOKEN_RATE),
+            "embedding": [float(np.abs(speech).mean())],
+        }
+
+    def add_zero_shot_spk(self, prompt_text, prompt_speech_16k, zero_shot_spk_id):
+        return super().add_zero_shot_spk(prompt_text, prompt_speech_16k, zero_shot_spk_id)
+
+    def inference_zero_shot(
+        self, tts_text, prompt_text, prompt_speech_16k, zero_shot_spk_id="", stream=False, speed=1.0, text_frontend=True
+    ):
+        return super().inference_zero_shot(
+            tts_text, prompt_text, prompt_speech_16k, zero_shot_spk_id, stream, speed, text_frontend
+        )
+
+
+class CosyVoice2NoVllmStandIn(CosyVoice2StandIn):
+    """The constructor before upstream added vLLM (May 2025): no `load_vllm` argument."""
+
+    def __init__(self, model_dir, load_jit=False, load_trt=False, fp16=False, trt_concurrent=1):
+        self._setup(model_dir, load_jit=load_jit, load_trt=load_trt, fp16=fp16, trt_concurrent=trt_concurrent)
