@@ -454,7 +454,9 @@ class CosyVoice2Engine(TTSEngine):
         try:
             prompt = str(path) if self._prompt_form == PROMPT_PATH else as_model_tensor(read_prompt_16k(path))
         except AudioError as exc:
-            raise TTSError(f"The reference recording of {who} cannot be used: {exc}", code="speaker_audio_invalid") from exc
+            raise TTSError(
+                f"The reference recording of {who} cannot be used: {exc}", code="speaker_audio_invalid"
+            ) from exc
         logger.info("CosyVoice2: registering %s as %s", who, spk_id)
         try:
             model.add_zero_shot_spk(prompt_text or "", prompt, spk_id)
