@@ -8,7 +8,7 @@ from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -135,7 +135,19 @@ async def _sse_stream(events):
         await events.aclose()
 
 
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets clients send `Accept: text/event-stream`; errors before the stream are still JSON."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data, ensure_ascii=False).encode()
+
+
 class ChatApi(APIView):
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
     @extend_schema(
         request=ChatInput,
         responses={200: OpenApiResponse(OpenApiTypes.STR, description="text/event-stream; see docs/api.md")},

@@ -6,7 +6,9 @@ REDIS_URL the site runs in the embedded default: SQLite, an in-memory channel la
 the web process.
 """
 
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -14,7 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# MAGICMIRROR_DOTENV: another .env file, or "" for none (the test suite reads none).
+_dotenv = os.environ.get("MAGICMIRROR_DOTENV", "" if os.environ.get("MAGICMIRROR_TESTING") else str(BASE_DIR / ".env"))
+if _dotenv and Path(_dotenv).is_file():
+    environ.Env.read_env(_dotenv, overwrite=False)
 
 
 def env_alias(*names, default=None):
@@ -50,6 +55,7 @@ if DEBUG and not ALLOWED_HOSTS:
 if TESTING and not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "magicmirror.views.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -79,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "magicmirror.urls"
@@ -105,8 +112,8 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="")
 if not DATABASE_URL and env_alias("MYSQL_HOST", "MYSQL_DATABASE"):
     DATABASE_URL = "mysql://{user}:{password}@{host}:{port}/{name}".format(
-        user=env_alias("MYSQL_USER", default="root"),
-        password=env_alias("MYSQL_PASSWORD", default=""),
+        user=quote(env_alias("MYSQL_USER", default="root"), safe=""),
+        password=quote(env_alias("MYSQL_PASSWORD", default=""), safe=""),
         host=env_alias("MYSQL_HOST", default="127.0.0.1"),
         port=env_alias("MYSQL_PORT", default="3306"),
         name=env_alias("MYSQL_DATABASE", default="magicmirror"),

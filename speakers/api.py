@@ -67,6 +67,9 @@ class SettingsOutput(serializers.Serializer):
 class SettingsInput(serializers.Serializer):
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values, required=False)
     voice_output = serializers.BooleanField(required=False)
+    current_speaker_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="One of my speakers, or null for the engine's default voice."
+    )
 
 
 def _read_upload(upload) -> bytes:
@@ -170,4 +173,7 @@ class SettingsApi(APIView):
     def patch(self, request):
         serializer = SettingsInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(SettingsOutput(user_settings_update(user=request.user, **serializer.validated_data)).data)
+        data = dict(serializer.validated_data)
+        if "current_speaker_id" in data:
+            speaker_switch(user=request.user, speaker_id=data.pop("current_speaker_id"))
+        return Response(SettingsOutput(user_settings_update(user=request.user, **data)).data)

@@ -99,7 +99,13 @@ def chunk_bytes(sample_rate: int) -> int:
 
 
 def tts_run(
-    *, send: Send, job_id: str, text: str, speaker_id=None, engine_name=None, cancelled: Callable[[], bool] | None = None
+    *,
+    send: Send,
+    job_id: str,
+    text: str,
+    speaker_id=None,
+    engine_name=None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> None:
     """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error.
 
@@ -121,7 +127,10 @@ def tts_run(
         with contextlib.closing(iter(engine.stream(text, voice))) as pieces:
             for pcm in pieces:
                 for piece in split_pcm(pcm, max_bytes):
-                    emit({"type": "voice.tts.chunk", "seq": seq, "pcm": piece, "sample_rate": engine.sample_rate})
+                    chunk = {"type": "voice.tts.chunk", "seq": seq, "pcm": piece, "sample_rate": engine.sample_rate}
+                    if seq == 0:  # who speaks is known before the audio: say it with the first chunk
+                        chunk.update(engine=info.engine, voice=info.voice, clones=info.clones)
+                    emit(chunk)
                     seq += 1
                     samples += len(piece) // 2
                 if cancelled is not None and cancelled():

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.utils import timezone
 
 from .. import llm
 from ..models import Conversation, Message
@@ -31,7 +32,7 @@ def message_payload(message: Message) -> dict:
         "interrupted": message.interrupted,
         "error_code": message.error_code,
         "speaker_id": message.speaker_id,
-        "created_at": message.created_at.isoformat(),
+        "created_at": timezone.localtime(message.created_at).isoformat(),
     }
 
 
@@ -49,7 +50,7 @@ def turn_start(*, user, conversation_id, text, source=Message.Source.TEXT):
             # A readable title right away; the LLM's title replaces it after the first reply.
             Conversation.objects.filter(pk=conversation.pk).update(title=title_fallback(text))
             conversation.refresh_from_db(fields=["title", "updated_at"])
-    return conversation, user_message, llm_messages(conversation=conversation), first_turn
+    return conversation, user_message, llm_messages(conversation=conversation), not conversation.title_is_final
 
 
 def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -> Message | None:
@@ -68,12 +69,12 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
 async def reply_stream(
     *, user, conversation_id, text, source=Message.Source.TEXT, speaker_id=None
 ) -> AsyncIterator[dict]:
-    """Events: conversation, user_message, delta*, then done or error, then title (first turn).
+    """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
     Raises ApplicationError before the first event for bad input (empty/long text, unknown
     conversation), so callers can answer with a plain 4xx.
     """
-    conversation, user_message, messages, first_turn = await sync_to_async(turn_start)(
+    conversation, user_message, messages, needs_title = await sync_to_async(turn_start)(
         user=user, conversation_id=conversation_id, text=text, source=source
     )
     yield {"type": "conversation", "conversation": {"id": conversation.pk, "title": conversation.title}}
@@ -122,7 +123,8 @@ async def reply_stream(
         return
     yield {"type": "done", "message": message_payload(saved) if saved else None}
 
-    if first_turn and saved is not None and saved.content:
+    # Titled after the first exchange that got a reply (a failed first turn keeps the fallback).
+    if needs_title and saved is not None and saved.content and not error:
         title = await title_generate(
             conversation_id=conversation.pk, user_text=user_message.content, reply_text=saved.content
         )

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.test import Client
 
@@ -190,3 +192,14 @@ def test_openapi_schema(api):
     body = response.content.decode()
     for route in ("/api/conversations", "/api/chat", "/api/clear_history", "/api/speakers/{speaker_id}/switch"):
         assert route in body
+
+
+def test_chat_accepts_event_stream_clients(api, user, fake_llm):
+    response = api.post(
+        "/api/chat", {"message": "hi"}, content_type="application/json", HTTP_ACCEPT="text/event-stream"
+    )
+    assert response.status_code == 200
+    assert b"event: done" in b"".join(response)
+    bad = api.post("/api/chat", {"message": ""}, content_type="application/json", HTTP_ACCEPT="text/event-stream")
+    assert bad.status_code == 400
+    assert json.loads(bad.content)["error"]["code"] == "invalid_message"

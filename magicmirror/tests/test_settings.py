@@ -15,7 +15,8 @@ PROBE = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "d = s.DATABASES['default']; "
     "print(json.dumps({'engine': d['ENGINE'], 'host': d.get('HOST'), 'port': str(d.get('PORT')), "
-    "'name': d.get('NAME'), 'user': d.get('USER'), 'charset': d.get('OPTIONS', {}).get('charset'), "
+    "'name': d.get('NAME'), 'user': d.get('USER'), 'password': d.get('PASSWORD'), "
+    "'charset': d.get('OPTIONS', {}).get('charset'), "
     "'key': s.LLM_API_KEY, 'base_url': s.LLM_BASE_URL, 'model': s.LLM_MODEL, 'embedded': s.EMBEDDED, "
     "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'eager': s.CELERY_TASK_ALWAYS_EAGER}))"
 )
@@ -44,7 +45,7 @@ CONFIG_VARS = {
 
 def run(args, **env):
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-    clean.update(DJANGO_SETTINGS_MODULE="magicmirror.settings", **env)
+    clean.update(DJANGO_SETTINGS_MODULE="magicmirror.settings", MAGICMIRROR_DOTENV="", **env)
     # cwd outside the repository would miss the app; .env is not read when absent.
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
 
@@ -72,7 +73,7 @@ def test_original_names_are_aliases():
         MYSQL_HOST="db.internal",
         MYSQL_PORT="3310",
         MYSQL_USER="mirror",
-        MYSQL_PASSWORD="pw",
+        MYSQL_PASSWORD="p/w@x:y%40",
         MYSQL_DATABASE="mirror_db",
         REDIS_URL="redis://127.0.0.1:6399/0",
     )
@@ -88,6 +89,7 @@ def test_original_names_are_aliases():
         "mirror",
         "mirror_db",
     )
+    assert config["password"] == "p/w@x:y%40"
     assert config["charset"] == "utf8mb4"
     assert config["layer"] == "channels_redis.core.RedisChannelLayer" and config["eager"] is False
 

@@ -356,3 +356,15 @@ def test_audio_download_with_the_file_gone_is_404_json(api, user):
     response = api.get(created["audio_url"])
     assert response.status_code == 404
     assert error(response)["code"] == "audio_missing"
+
+
+def test_settings_patch_switches_speaker_and_back_to_default(api, user, other_user, make_speaker):
+    mine = make_speaker(user, name="Mine")
+    theirs = make_speaker(other_user, name="Theirs")
+    response = api.patch("/api/settings", {"current_speaker_id": None}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["current_speaker_id"] is None
+    response = api.patch("/api/settings", {"current_speaker_id": mine.pk}, content_type="application/json")
+    assert response.json()["current_speaker_id"] == mine.pk
+    response = api.patch("/api/settings", {"current_speaker_id": theirs.pk}, content_type="application/json")
+    assert response.status_code == 404
+    assert UserSettings.objects.get(user=user).current_speaker_id == mine.pk

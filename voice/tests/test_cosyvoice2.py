@@ -119,9 +119,9 @@ def test_split_sentences():
         "It costs 3.50 dollars today.",
         "See you soon",
     ]
-    assert cv.split_sentences("今天天气很好，阳光明媚。我们一起去公园散步吧！") == [
+    assert cv.split_sentences("今天天气很好，阳光明媚。我们一起去公园散步吧，好不好？对。") == [
         "今天天气很好，阳光明媚。",
-        "我们一起去公园散步吧！",
+        "我们一起去公园散步吧，好不好？对。",
     ]
     assert cv.split_sentences("   ") == []
 
@@ -288,7 +288,9 @@ def test_standin_reproduces_the_upstream_hop_len_bug(model_dir, make_voice):
     for _ in range(3):
         items = list(model.inference_zero_shot(SENTENCE, "", "", "s", stream=True))  # consumed to the end
         firsts.append(items[0]["tts_speech"].shape[1])
-    assert firsts[0] == FIRST_HOP_SAMPLES and firsts[-1] == 4 * FIRST_HOP_SAMPLES
+    # 25 tokens first; from the second call on the hop is 100 (+ prompt padding) and this sentence
+    # (112 tokens) is no longer streamed at all: it comes as one chunk.
+    assert firsts == [FIRST_HOP_SAMPLES, 112 * SAMPLES_PER_TOKEN, 112 * SAMPLES_PER_TOKEN]
 
 
 def test_first_chunk_size_constant_over_calls(model_dir, make_voice):
@@ -421,7 +423,8 @@ def cosyvoice_settings(settings, model_dir):
     return settings
 
 
-def test_options_with_cuda(cosyvoice_settings, model_dir, make_voice):
+def test_options_with_cuda(cosyvoice_settings, model_dir, make_voice, monkeypatch):
+    monkeypatch.setattr(cv, "vllm_available", lambda: True)
     standin = CosyVoice2StandIn.fresh()
     engine = CosyVoice2Engine.from_settings(cosyvoice_cls=standin, cuda_available=with_cuda)
     list(engine.stream(SENTENCE, make_voice()))
@@ -454,7 +457,14 @@ def test_options_without_cuda(cosyvoice_settings, model_dir, make_voice):
     ]
 
 
-def test_load_vllm_only_where_the_class_accepts_it(cosyvoice_settings, model_dir, make_voice):
+def test_load_vllm_off_without_vllm(cosyvoice_settings, monkeypatch):
+    monkeypatch.setattr(cv, "vllm_available", lambda: False)
+    engine = CosyVoice2Engine.from_settings(cosyvoice_cls=CosyVoice2StandIn.fresh(), cuda_available=with_cuda)
+    assert engine.options["load_vllm"] is False and engine.options["load_trt"] is True
+
+
+def test_load_vllm_only_where_the_class_accepts_it(cosyvoice_settings, model_dir, make_voice, monkeypatch):
+    monkeypatch.setattr(cv, "vllm_available", lambda: True)
     standin = CosyVoice2NoVllmStandIn.fresh()
     engine = CosyVoice2Engine.from_settings(cosyvoice_cls=standin, cuda_available=with_cuda)
     list(engine.stream(SENTENCE, make_voice()))
@@ -530,8 +540,11 @@ def test_official_layout_without_the_api_or_matcha(tmp_path, model_dir, monkeypa
 
     for name in [n for n in sys.modules if n.startswith("cosyvoice")]:
         del sys.modules[name]
-    standin_source = "from voice.tests.cosyvoice_standin import CosyVoice2StandIn as CosyVoice2\n"
-    module.write_text(standin_source)
+    module.write_text(
+        "from voice.tests.cosyvoice_standin import Calls, CosyVoice2StandIn\n\n\n"
+        "class CosyVoice2(CosyVoice2StandIn):\n"
+        "    calls = Calls()\n"
+    )
     monkeypatch.setitem(sys.modules, "matcha", None)
     with pytest.raises(TTSError) as excinfo:
         CosyVoice2Engine(model_dir)
@@ -543,6 +556,42 @@ def test_official_layout_without_the_api_or_matcha(tmp_path, model_dir, monkeypa
     monkeypatch.delitem(sys.modules, "matcha")
     engine = CosyVoice2Engine(model_dir, cuda_available=no_cuda)  # the official layout imports
     assert engine.name == "cosyvoice2" and engine.clones_voices and engine.sample_rate == 24000
+    assert engine._cls.__module__ == "cosyvoice.cli.cosyvoice"
+
+
+def test_load_vllm_registers_the_llm_with_vllm_first(tmp_path, model_dir, monkeypatch, make_voice):
+    site = tmp_path / "site"
+    for package in ("cosyvoice", "cosyvoice/cli", "cosyvoice/vllm", "matcha", "vllm"):
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text("")
+    (site / "cosyvoice" / "cli" / "cosyvoice.py").write_text(
+        "from voice.tests.cosyvoice_standin import Calls, CosyVoice2StandIn\n\n\n"
+        "class CosyVoice2(CosyVoice2StandIn):\n"
+        "    calls = Calls()\n"
+    )
+    (site / "cosyvoice" / "vllm" / "cosyvoice2.py").write_text("class CosyVoice2ForCausalLM:\n    pass\n")
+    (site / "vllm" / "__init__.py").write_text(
+        "class ModelRegistry:\n"
+        "    registered = {}\n\n"
+        "    @classmethod\n"
+        "    def register_model(cls, name, model):\n"
+        "        cls.registered[name] = model\n"
+    )
+    names = ("cosyvoice", "matcha", "vllm")
+    for name in [n for n in sys.modules if n.split(".")[0] in names]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(cv, "_vllm_registered", False)
+    try:
+        engine = CosyVoice2Engine(model_dir, load_vllm=True, cuda_available=with_cuda)
+        assert engine.options["load_vllm"] is True
+        list(engine.stream(SENTENCE, make_voice()))
+        registry = sys.modules["vllm"].ModelRegistry.registered
+        assert registry["CosyVoice2ForCausalLM"].__module__ == "cosyvoice.vllm.cosyvoice2"
+        assert engine._cls.calls.init[0]["load_vllm"] is True
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] in names]:
+            del sys.modules[name]
 
 
 def test_missing_model_dir_is_tts_model_missing(tmp_path):

@@ -84,6 +84,30 @@ def torch_cuda_available() -> bool:
         return False
 
 
+def vllm_available() -> bool:
+    try:
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_vllm_registered = False
+_vllm_lock = threading.Lock()
+
+
+def register_vllm_model() -> None:
+    """Make upstream's LLM known to vLLM, as upstream's vllm_example.py does before loading with load_vllm."""
+    global _vllm_registered
+    with _vllm_lock:
+        if _vllm_registered:
+            return
+        from cosyvoice.vllm.cosyvoice2 import CosyVoice2ForCausalLM
+        from vllm import ModelRegistry
+
+        ModelRegistry.register_model("CosyVoice2ForCausalLM", CosyVoice2ForCausalLM)
+        _vllm_registered = True
+
+
 def _installed_from() -> str:
     """The distribution(s) that provide the top-level `cosyvoice` package, for error messages."""
     try:
@@ -271,21 +295,25 @@ class CosyVoice2Engine(TTSEngine):
         cosyvoice_cls=None,
         cuda_available: Callable[[], bool] | None = None,
     ):
+        if cosyvoice_cls is None and importlib.util.find_spec("cosyvoice") is None:
+            import_cosyvoice2()  # cheap check first: raises with the full explanation
+        check_model_dir(model_dir)  # before the slow import of torch
         if cosyvoice_cls is None:
-            if importlib.util.find_spec("cosyvoice") is None:  # cheap check before the model dir
-                import_cosyvoice2()  # raises with the full explanation
-            check_model_dir(model_dir)
             cosyvoice_cls = import_cosyvoice2()
         else:
             check_api(cosyvoice_cls)
         self._cls = cosyvoice_cls
         self.cuda = bool((cuda_available or torch_cuda_available)())
         self.requested = {"load_jit": load_jit, "load_trt": load_trt, "fp16": fp16, "load_vllm": load_vllm}
+        use_vllm = bool(load_vllm and self.cuda)
+        if use_vllm and not vllm_available():
+            logger.warning("COSYVOICE_LOAD_VLLM is set but vllm is not installed: CosyVoice2 runs without it.")
+            use_vllm = False
         self.options = self._constructor_options(
             load_jit=bool(load_jit and self.cuda),
             load_trt=bool(load_trt and self.cuda),
             fp16=bool(fp16 and self.cuda),
-            load_vllm=bool(load_vllm and self.cuda),
+            load_vllm=use_vllm,
             trt_concurrent=max(1, int(trt_concurrent)),
         )
         self.model_dir = check_model_dir(model_dir, self._accelerated_files())
@@ -361,6 +389,8 @@ class CosyVoice2Engine(TTSEngine):
     def _load(self):
         logger.info("Loading CosyVoice2 from %s with %s", self.model_dir, self.options)
         try:
+            if self.options.get("load_vllm") and getattr(self._cls, "__module__", "").startswith("cosyvoice."):
+                register_vllm_model()
             with self._spkinfo_file_lock():  # upstream reads spk2info.pt while it loads
                 model = self._cls(str(self.model_dir), **self.options)
         except TTSError:

@@ -87,7 +87,9 @@ def get_tts_engine(name: str | None = None) -> TTSEngine:
             continue
         _engines["default"] = engine
         return engine
-    raise TTSError("No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing")
+    raise TTSError(
+        "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
+    )
 
 
 def loaded_engines() -> dict[str, TTSEngine]:

@@ -1,0 +1,39 @@
+"""What a model folder must hold to be usable: shared by `voice_status` and `download_models`."""
+
+from pathlib import Path
+
+# A Vosk model: the acoustic model, its configuration, and a graph (static HCLG, or HCLr + Gr
+# for models with a lookahead graph such as the small ones).
+VOSK_REQUIRED = ["am/final.mdl", "conf/model.conf"]
+VOSK_GRAPHS = [["graph/HCLG.fst"], ["graph/HCLr.fst", "graph/Gr.fst"]]
+
+# CosyVoice2-0.5B as published on ModelScope (iic/CosyVoice2-0.5B).
+COSYVOICE_REQUIRED = [
+    "cosyvoice2.yaml",
+    "llm.pt",
+    "flow.pt",
+    "hift.pt",
+    "campplus.onnx",
+    "speech_tokenizer_v2.onnx",
+    "CosyVoice-BlankEN",
+]
+COSYVOICE_TRT_ONNX = "flow.decoder.estimator.fp32.onnx"
+COSYVOICE_TRT_PLAN_GLOB = "flow.decoder.estimator.*.plan"
+
+
+def vosk_missing(folder: Path) -> list[str]:
+    """The files a Vosk model folder lacks (empty: usable)."""
+    missing = [name for name in VOSK_REQUIRED if not (folder / name).is_file()]
+    if not any(all((folder / name).is_file() for name in graph) for graph in VOSK_GRAPHS):
+        missing.append("graph/HCLG.fst (or graph/HCLr.fst + graph/Gr.fst)")
+    return missing
+
+
+def cosyvoice_files(folder: Path) -> dict:
+    """Which of CosyVoice2's files are present, and the TensorRT plans built so far."""
+    return {
+        "present": [name for name in COSYVOICE_REQUIRED if (folder / name).exists()],
+        "missing": [name for name in COSYVOICE_REQUIRED if not (folder / name).exists()],
+        "trt_onnx": (folder / COSYVOICE_TRT_ONNX).is_file(),
+        "trt_plans": sorted(p.name for p in folder.glob(COSYVOICE_TRT_PLAN_GLOB)) if folder.is_dir() else [],
+    }

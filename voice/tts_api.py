@@ -1,0 +1,239 @@
+"""Text to speech over HTTP: POST /api/tts/stream (audio streamed as it is synthesised) and
+POST /api/tts (one whole WAV file).
+
+Each endpoint is a DRF view (authentication, rate limit, input checks, the one JSON error shape)
+wrapped in a thin async view. The DRF part runs in Django's sync thread and never waits for
+synthesis; the wrapper then starts the job through `voice.jobs` and waits for its first message
+in the event loop, so no thread is held while a worker synthesises. The web process never loads a
+model itself (unless jobs run in-process, the embedded default).
+
+Errors known before any audio is sent are JSON with a 4xx/5xx status: bad input (400), another
+user's speaker (404), no voice service (503), a failed synthesis (502). Once audio is flowing the
+status is sent: a failure then ends the stream early.
+"""
+
+import functools
+import logging
+import struct
+from urllib.parse import quote
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import path
+from django.utils.decorators import method_decorator
+from django_ratelimit.decorators import ratelimit
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from magicmirror.api import TextField, error_body
+from magicmirror.errors import ApplicationError
+from speakers.selectors import current_speaker_get, speaker_get
+
+from . import jobs
+from .services import tts_text_clean
+from .tts import TTSError
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_SIZE = 0xFFFFFFFF  # a streamed WAV's RIFF and data sizes: not known when the header is sent
+
+# Errors of a job that has produced no audio yet, as HTTP statuses.
+ERROR_STATUS = {
+    "tts_empty_text": 400,
+    "tts_text_too_long": 400,
+    "speaker_not_found": 404,
+    "tts_engine_unknown": 503,
+    "tts_engine_missing": 503,
+    "tts_engine_failed": 503,
+    "voice_unavailable": 503,
+    "voice_worker_timeout": 503,
+}
+
+
+def tts_rate(group, request):
+    return getattr(settings, "RATELIMIT_TTS", None) or settings.RATELIMIT_CHAT
+
+
+def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 1) -> bytes:
+    """A 44-byte PCM16 WAV header; `data_bytes=None` writes 0xFFFFFFFF sizes for a stream."""
+    block_align = channels * 2
+    riff_size = UNKNOWN_SIZE if data_bytes is None else 36 + data_bytes
+    data_size = UNKNOWN_SIZE if data_bytes is None else data_bytes
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block_align, block_align, 16)
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+class TTSInput(serializers.Serializer):
+    text = TextField(allow_blank=True, trim_whitespace=False)
+    speaker_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="One of your speakers; default: your current speaker."
+    )
+
+
+class TTSStreamInput(TTSInput):
+    format = serializers.ChoiceField(choices=["wav", "pcm"], default="wav", required=False)
+
+
+class PendingSynthesis(HttpResponse):
+    """What the DRF view hands to the async wrapper: a checked request, no audio yet."""
+
+    def __init__(self, *, text, speaker_id, audio_format, stream):
+        super().__init__(status=202)
+        self.text, self.speaker_id, self.audio_format, self.stream = text, speaker_id, audio_format, stream
+
+
+def _checked(request, serializer_class) -> dict:
+    """Validate the body and the speaker before any job starts (errors become JSON 4xx)."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    try:
+        text = tts_text_clean(data["text"])
+    except TTSError as exc:
+        raise ApplicationError(str(exc), code=exc.code) from None
+    speaker_id = data.get("speaker_id")
+    if speaker_id is not None:
+        speaker = speaker_get(user=request.user, speaker_id=speaker_id)  # another user's: 404
+    else:
+        speaker = current_speaker_get(user=request.user)
+    return {"text": text, "speaker_id": speaker.pk if speaker else None, "audio_format": data.get("format", "wav")}
+
+
+def _error_response(message: dict) -> JsonResponse:
+    code = message.get("code") or "tts_failed"
+    text = message.get("message") or "Speech synthesis failed."
+    return JsonResponse(error_body(code, text), status=ERROR_STATUS.get(code, 502))
+
+
+def _audio_headers(response, first: dict, audio_format: str) -> None:
+    rate = first["sample_rate"]
+    response["Cache-Control"] = "no-cache"
+    response["X-Sample-Rate"] = str(rate)
+    response["X-Channels"] = "1"
+    response["X-Audio-Format"] = "s16le"
+    if first.get("engine"):
+        response["X-TTS-Engine"] = first["engine"]
+    if first.get("voice"):
+        response["X-TTS-Voice"] = quote(first["voice"], safe=" -_.()")  # percent-encoded UTF-8
+    if "clones" in first:
+        response["X-TTS-Clones"] = "true" if first["clones"] else "false"
+
+
+async def _next_message(messages) -> dict:
+    async for message in messages:
+        return message
+    return {"type": "voice.tts.error", "code": "tts_failed", "message": "The synthesis ended without audio."}
+
+
+async def _audio_body(first: dict, messages, audio_format: str):
+    """Bytes of the response: the header (WAV only), the first chunk, then each chunk as it arrives."""
+    try:
+        if audio_format == "wav":
+            yield wav_header(first["sample_rate"])
+        yield first["pcm"]
+        async for message in messages:
+            if message["type"] == "voice.tts.chunk":
+                yield message["pcm"]
+            elif message["type"] == "voice.tts.error":
+                logger.warning("TTS stream ended early: %s %s", message.get("code"), message.get("message"))
+    finally:
+        # The client went away or the job ended: closing the job's messages stops a running job.
+        await messages.aclose()
+
+
+async def _collect(first: dict, messages) -> tuple[bytes, dict]:
+    """All the audio of a job (whole-file answers). Returns (pcm, the terminal message)."""
+    parts, last = [first["pcm"]], first
+    try:
+        async for message in messages:
+            last = message
+            if message["type"] == "voice.tts.chunk":
+                parts.append(message["pcm"])
+    finally:
+        await messages.aclose()
+    return b"".join(parts), last
+
+
+async def _synthesis_response(pending: PendingSynthesis, request) -> HttpResponse:
+    messages = jobs.synthesize(text=pending.text, speaker_id=pending.speaker_id)
+    first = await _next_message(messages)
+    if first["type"] != "voice.tts.chunk":
+        await messages.aclose()
+        return _error_response(first)
+    fmt = pending.audio_format
+    content_type = "audio/wav" if fmt == "wav" else "application/octet-stream"
+    if pending.stream and isinstance(request, ASGIRequest):
+        response = StreamingHttpResponse(_audio_body(first, messages, fmt), content_type=content_type)
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on as it comes
+    else:
+        # Whole file, or a WSGI server (nothing streams there): wait for all of it.
+        pcm, last = await _collect(first, messages)
+        if last["type"] == "voice.tts.error":
+            return _error_response(last)
+        body = (wav_header(first["sample_rate"], len(pcm)) if fmt == "wav" else b"") + pcm
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Length"] = str(len(body))
+        if last.get("duration") is not None:
+            response["X-Duration"] = f"{last['duration']:.3f}"
+    _audio_headers(response, first, fmt)
+    return response
+
+
+def async_synthesis_view(view_class):
+    """The DRF view in the sync thread, then the synthesis in the event loop."""
+    drf_view = view_class.as_view()
+
+    @functools.wraps(drf_view)
+    async def view(request, *args, **kwargs):
+        response = await sync_to_async(drf_view)(request, *args, **kwargs)
+        if isinstance(response, PendingSynthesis):
+            response = await _synthesis_response(response, request)
+        return response
+
+    return view
+
+
+@method_decorator(ratelimit(key="user", group="voice.tts", rate=tts_rate, method="POST", block=True), name="post")
+class TTSStreamApi(APIView):
+    @extend_schema(
+        request=TTSStreamInput,
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="audio/wav streamed (header sizes 0xFFFFFFFF), or raw PCM16 with format=pcm "
+                "(X-Sample-Rate, X-Channels, X-Audio-Format: s16le). X-TTS-Engine and X-TTS-Voice name the voice.",
+            )
+        },
+        summary="Speak a text; the audio streams back as it is synthesised",
+    )
+    def post(self, request):
+        return PendingSynthesis(**_checked(request, TTSStreamInput), stream=True)
+
+
+@method_decorator(ratelimit(key="user", group="voice.tts", rate=tts_rate, method="POST", block=True), name="post")
+class TTSApi(APIView):
+    @extend_schema(
+        request=TTSInput,
+        responses={200: OpenApiResponse(OpenApiTypes.BINARY, description="One audio/wav file (Content-Length set).")},
+        summary="Speak a text; one whole WAV file",
+    )
+    def post(self, request):
+        checked = _checked(request, TTSInput)
+        checked["audio_format"] = "wav"
+        return PendingSynthesis(**checked, stream=False)
+
+
+tts_api_urlpatterns = [
+    path("tts", async_synthesis_view(TTSApi), name="api-tts"),
+    path("tts/stream", async_synthesis_view(TTSStreamApi), name="api-tts-stream"),
+]
