@@ -106,7 +106,12 @@ def wav_bytes():
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
-    """A real Celery worker process against the test Redis and the test database."""
+    """A real Celery worker process against the test Redis and the test database.
+
+    It serves the default, asr and tts queues with four threads (one process, so one loaded model
+    of each kind, as in production) and is ready once it answers a ping, which it does only after
+    loading its engines (voice.worker preloads them before the consumer starts).
+    """
     import os
     import subprocess
     import sys
@@ -121,8 +126,10 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     env["DJANGO_SETTINGS_MODULE"] = "magicmirror.settings_test"
     env["MM_TEST_DB_NAME"] = settings.DATABASES["default"]["NAME"]
     name = f"test-{os.getpid()}@localhost"
+    command = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-n", name, "-l", "warning"]
+    command += ["-Q", "default,asr,tts", "--pool=threads", "-c", "4"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "--pool=solo", "-n", name, "-l", "warning"],
+        command,
         cwd=Path(settings.BASE_DIR),
         env=env,
     )

@@ -1,7 +1,4 @@
-"""ASGI entry point, served by daphne.
-
-HTTP goes through Django; WebSocket routes (voice turns) are added by the chat app's routing.
-"""
+"""ASGI entry point, served by daphne: HTTP through Django, WebSockets (voice) through Channels."""
 
 import os
 
@@ -11,6 +8,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "magicmirror.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
+# Django must be set up before these import models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Session auth from the cookie; the Origin header must be one of ALLOWED_HOSTS.
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

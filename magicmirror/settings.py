@@ -301,6 +301,16 @@ VOICE_IN_PROCESS_THREADS = env.int("VOICE_IN_PROCESS_THREADS", default=4)
 VOICE_JOB_FIRST_MESSAGE_TIMEOUT = env.float("VOICE_JOB_FIRST_MESSAGE_TIMEOUT", default=30.0)
 VOICE_JOB_IDLE_TIMEOUT = env.float("VOICE_JOB_IDLE_TIMEOUT", default=15.0)
 VOICE_TTS_CHUNK_MS = env.int("VOICE_TTS_CHUNK_MS", default=200)
+# Live voice sessions (WebSocket, chat.consumers): limits and pacing.
+VOICE_WS_MAX_FRAME_BYTES = env.int("VOICE_WS_MAX_FRAME_BYTES", default=64 * 1024)
+VOICE_MAX_UTTERANCE_SECONDS = env.float("VOICE_MAX_UTTERANCE_SECONDS", default=60.0)
+VOICE_MAX_AUDIO_RATE = env.float("VOICE_MAX_AUDIO_RATE", default=1.5)  # x real time, after a 2 s burst
+VOICE_AUDIO_LEAD_SECONDS = env.float("VOICE_AUDIO_LEAD_SECONDS", default=2.0)  # audio sent ahead of playback
+VOICE_OUTPUT_SAMPLE_RATE = env.int("VOICE_OUTPUT_SAMPLE_RATE", default=24000)  # every engine resampled to it
+VOICE_TTS_PREFETCH = env.int("VOICE_TTS_PREFETCH", default=2)
+VOICE_PREROLL_SECONDS = env.float("VOICE_PREROLL_SECONDS", default=0.3)
+VOICE_SENTENCE_MAX_CHARS = env.int("VOICE_SENTENCE_MAX_CHARS", default=120)
+VOICE_FIRST_PIECE_MIN_CHARS = env.int("VOICE_FIRST_PIECE_MIN_CHARS", default=6)
 # Worker: which engines to load at process start (asr, tts), and warm-up.
 VOICE_PRELOAD = env.list("VOICE_PRELOAD", default=["asr", "tts"])
 

@@ -46,9 +46,14 @@ ERROR_STATUS = {
     "tts_empty_text": 400,
     "tts_text_too_long": 400,
     "speaker_not_found": 404,
+    "no_speaker": 400,  # the engine needs a voice to clone and none is set
+    "speaker_audio_missing": 422,
+    "speaker_audio_invalid": 422,
     "tts_engine_unknown": 503,
     "tts_engine_missing": 503,
     "tts_engine_failed": 503,
+    "tts_model_missing": 503,
+    "tts_load_failed": 503,
     "voice_unavailable": 503,
     "voice_worker_timeout": 503,
 }

@@ -67,12 +67,13 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
 
 
 async def reply_stream(
-    *, user, conversation_id, text, source=Message.Source.TEXT, speaker_id=None
+    *, user, conversation_id, text, source=Message.Source.TEXT, speaker_id=None, content_on_interrupt=None
 ) -> AsyncIterator[dict]:
     """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
     Raises ApplicationError before the first event for bad input (empty/long text, unknown
-    conversation), so callers can answer with a plain 4xx.
+    conversation), so callers can answer with a plain 4xx. `content_on_interrupt()`, if given,
+    says what to save when the listener goes away mid-reply (a voice turn saves what was spoken).
     """
     conversation, user_message, messages, needs_title = await sync_to_async(turn_start)(
         user=user, conversation_id=conversation_id, text=text, source=source
@@ -85,10 +86,10 @@ async def reply_stream(
     finished = False
     saved: Message | None = None
 
-    async def save(interrupted):
+    async def save(interrupted, content=None):
         return await sync_to_async(_reply_save)(
             conversation=conversation,
-            content="".join(parts),
+            content="".join(parts) if content is None else content,
             interrupted=interrupted,
             error_code=error.code if error else "",
             speaker_id=speaker_id,
@@ -109,7 +110,8 @@ async def reply_stream(
             # The listener went away mid-reply: keep what arrived. Shielded so a second
             # cancellation cannot lose the row.
             try:
-                await asyncio.shield(save(interrupted=True))
+                content = content_on_interrupt() if content_on_interrupt else None
+                await asyncio.shield(save(interrupted=True, content=content))
             except Exception:  # pragma: no cover - logged, nothing else to do on the way out
                 logger.exception("Could not save the interrupted reply of conversation %s", conversation.pk)
 

@@ -471,6 +471,19 @@ class CosyVoice2Engine(TTSEngine):
             stale_prefix=DEFAULT_SPEAKER_PREFIX,
         )
 
+    @staticmethod
+    def _normalise_prompt_text(model, text: str) -> str:
+        """The transcript as upstream normalises a prompt given per call (add_zero_shot_spk does not)."""
+        normalise = getattr(getattr(model, "frontend", None), "text_normalize", None)
+        if not callable(normalise) or not text:
+            return text
+        try:
+            normalised = normalise(text, split=False, text_frontend=True)
+        except Exception:
+            logger.warning("CosyVoice2: could not normalise a prompt transcript", exc_info=True)
+            return text
+        return normalised if isinstance(normalised, str) and normalised else text
+
     def _register(self, model, spk_id: str, *, prompt_text: str, audio_path: str, who: str, stale_prefix: str) -> str:
         """Register a prompt once under `spk_id` (kept in spk2info across restarts). Call with self._lock held."""
         if self._known(model, spk_id):
@@ -489,7 +502,7 @@ class CosyVoice2Engine(TTSEngine):
             ) from exc
         logger.info("CosyVoice2: registering %s as %s", who, spk_id)
         try:
-            model.add_zero_shot_spk(prompt_text or "", prompt, spk_id)
+            model.add_zero_shot_spk(self._normalise_prompt_text(model, prompt_text or ""), prompt, spk_id)
         except (AssertionError, ValueError, OSError) as exc:
             raise TTSError(
                 f"CosyVoice2 cannot use the reference recording of {who}: {exc or type(exc).__name__}",

@@ -11,15 +11,14 @@ from speakers.models import Speaker
 from voice import jobs
 
 
-async def _synthesize(**kwargs) -> tuple[list[bytes], dict, dict | None]:
-    """(PCM chunks, the terminal message, the first chunk message)."""
-    chunks, first, last = [], None, None
+async def _synthesize(**kwargs) -> tuple[list[bytes], dict | None]:
+    """(PCM chunks, the terminal message)."""
+    chunks, last = [], None
     async for message in jobs.synthesize(**kwargs):
         last = message
         if message["type"] == "voice.tts.chunk":
-            first = first or message
             chunks.append(message["pcm"])
-    return chunks, last, first
+    return chunks, last
 
 
 class Command(BaseCommand):
@@ -47,7 +46,7 @@ class Command(BaseCommand):
             raise CommandError(f"The folder {out_path.parent} does not exist.")
         if in_process:
             settings.VOICE_JOBS_IN_PROCESS = True
-        chunks, last, first = async_to_sync(_synthesize)(text=text, speaker_id=speaker, engine_name=engine)
+        chunks, last = async_to_sync(_synthesize)(text=text, speaker_id=speaker, engine_name=engine)
         if last is None or last["type"] != "voice.tts.done":
             last = last or {}
             raise CommandError(f"Synthesis failed ({last.get('code')}): {last.get('message')}")

