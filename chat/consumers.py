@@ -61,7 +61,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 await session.audio(bytes_data)
                 return
             if len(text_data) > session.limits.max_frame_bytes:
-                raise SessionError(f"Messages are limited to {session.limits.max_frame_bytes} bytes.", code="frame_too_large")
+                raise SessionError(
+                    f"Messages are limited to {session.limits.max_frame_bytes} bytes.", code="frame_too_large"
+                )
             try:
                 message = json.loads(text_data)
             except ValueError:

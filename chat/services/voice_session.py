@@ -223,12 +223,19 @@ class ReplySpeaker:
                         )
                         await session.set_state("speaking")
                     await self._pace()
-                    await session.send_audio(AUDIO_HEADER.pack(self.turn_id, sentence.id, message["seq"]) + message["pcm"])
+                    await session.send_audio(
+                        AUDIO_HEADER.pack(self.turn_id, sentence.id, message["seq"]) + message["pcm"]
+                    )
                     self._audio_seconds += len(message["pcm"]) / 2 / message["sample_rate"]
                 elif kind == "voice.tts.error" and not self.failed:
                     self.failed = True  # a dead worker fails every later sentence too: say it once
                     await session.emit(
-                        {"type": "error", "code": message["code"], "message": message["message"], "turn_id": self.turn_id}
+                        {
+                            "type": "error",
+                            "code": message["code"],
+                            "message": message["message"],
+                            "turn_id": self.turn_id,
+                        }
                     )
             if started:
                 await session.emit({"type": "sentence_end", "turn_id": self.turn_id, "sentence_id": sentence.id})
@@ -467,9 +474,16 @@ class VoiceSession:
                     message = event["message"]
                     if source == Message.Source.VOICE:
                         await self.emit(
-                            {"type": "final", "utterance_id": utterance_id, "text": message["content"], "message_id": message["id"]}
+                            {
+                                "type": "final",
+                                "utterance_id": utterance_id,
+                                "text": message["content"],
+                                "message_id": message["id"],
+                            }
                         )
-                    await self.emit({"type": "turn", "turn_id": turn_id, "user_message_id": message["id"], "source": source})
+                    await self.emit(
+                        {"type": "turn", "turn_id": turn_id, "user_message_id": message["id"], "source": source}
+                    )
                 elif kind == "delta":
                     shown.append(event["text"])
                     await self.emit({"type": "delta", "turn_id": turn_id, "text": event["text"]})
@@ -489,7 +503,9 @@ class VoiceSession:
                         {"type": "error", "turn_id": turn_id, "code": event["code"], "message": event["message"]}
                     )
                 elif kind == "title":
-                    await self.emit({"type": "title", "conversation_id": event["conversation_id"], "title": event["title"]})
+                    await self.emit(
+                        {"type": "title", "conversation_id": event["conversation_id"], "title": event["title"]}
+                    )
             if speaker is not None:
                 await speaker.finish()
                 await self.emit({"type": "audio_done", "turn_id": turn_id})
@@ -499,7 +515,9 @@ class VoiceSession:
             await self.emit({"type": "error", "turn_id": turn_id, "code": exc.code, "message": exc.message})
         except Exception:
             logger.exception("Voice turn %s failed", turn_id)
-            await self.emit({"type": "error", "turn_id": turn_id, "code": "turn_failed", "message": "The reply failed."})
+            await self.emit(
+                {"type": "error", "turn_id": turn_id, "code": "turn_failed", "message": "The reply failed."}
+            )
         finally:
             await events.aclose()  # saves what arrived if the turn was cut short
             if speaker is not None:

@@ -1,0 +1,147 @@
+"""The voice WebSocket, through the real ASGI application (session cookie, origin check)."""
+
+import json
+import struct
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from chat.fake_llm import Reply
+from chat.models import Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def application():
+    from magicmirror.asgi import application
+
+    return application
+
+
+async def connect(application, client=None, origin=b"http://testserver"):
+    headers = [(b"origin", origin), (b"host", b"testserver")]
+    if client is not None:
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    communicator = WebsocketCommunicator(application, "/ws/voice/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    return communicator, connected
+
+
+async def events_until(communicator, kind, timeout=30):
+    """Collect (json events, audio frames) until an event of `kind` arrives."""
+    events, frames = [], []
+    while True:
+        message = await communicator.receive_output(timeout)
+        if message["type"] == "websocket.close":
+            raise AssertionError(f"closed before {kind}: {events}")
+        if message.get("bytes") is not None:
+            frames.append(message["bytes"])
+            continue
+        event = json.loads(message["text"])
+        events.append(event)
+        if event["type"] == kind:
+            return events, frames
+
+
+@pytest.fixture
+async def ws(application, async_client, user):
+    await async_client.aforce_login(user)
+    communicator, connected = await connect(application, async_client)
+    assert connected
+    hello = await communicator.receive_json_from(10)
+    assert hello == {"type": "hello", "protocol": 1}
+    yield communicator
+    await communicator.disconnect()
+
+
+async def test_unauthenticated_socket_is_refused(application):
+    communicator, connected = await connect(application)
+    assert connected
+    event = await communicator.receive_json_from(10)
+    assert event["code"] == "not_authenticated"
+    close = await communicator.receive_output(10)
+    assert close == {"type": "websocket.close", "code": 4401}
+
+
+async def test_bad_origin_is_refused(application, async_client, user):
+    await async_client.aforce_login(user)
+    communicator, connected = await connect(application, async_client, origin=b"http://evil.example")
+    assert not connected
+
+
+async def test_typed_turn_streams_text_and_audio(ws, user, fake_llm, settings):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    fake_llm.queue(Reply("Hello there. This is the second sentence, spoken too.", tokens_per_s=200), Reply("Greeting"))
+    await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": True})
+    ready = await ws.receive_json_from(10)
+    assert ready["type"] == "ready" and ready["protocol"] == 1
+    await ws.send_json_to({"type": "text", "text": "Say hello"})
+    events, frames = await events_until(ws, "audio_done", timeout=60)
+    kinds = [e["type"] for e in events]
+    assert kinds.index("state") < kinds.index("delta")
+    sentences = [e for e in events if e["type"] == "sentence"]
+    assert [s["text"] for s in sentences] == ["Hello there.", "This is the second sentence, spoken too."]
+    assert frames, "no audio"
+    turn_ids = {struct.unpack("<III", f[:12])[0] for f in frames}
+    assert turn_ids == {events[[e["type"] for e in events].index("turn")]["turn_id"]}
+    sentence_ids = [struct.unpack("<III", f[:12])[1] for f in frames]
+    assert sentence_ids == sorted(sentence_ids) and set(sentence_ids) == {0, 1}
+    done = next(e for e in events if e["type"] == "reply_done")
+    reply = await Message.objects.aget(pk=done["message_id"])
+    assert reply.content == "Hello there. This is the second sentence, spoken too."
+    assert not reply.interrupted
+
+
+async def test_interrupt_saves_what_was_spoken(ws, user, fake_llm, settings):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    fake_llm.queue(Reply("First sentence here. Second sentence never spoken.", pause_after=4))
+    await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": True})
+    await ws.receive_json_from(10)
+    await ws.send_json_to({"type": "text", "text": "Talk"})
+    events, frames = await events_until(ws, "sentence_end", timeout=60)
+    await ws.send_json_to({"type": "interrupt"})
+    events, frames = await events_until(ws, "interrupted", timeout=30)
+    fake_llm.release()
+    ack = events[-1]
+    # Nothing of the old turn after the acknowledgement: only the state change, then our pong.
+    await ws.send_json_to({"type": "ping", "id": 1})
+    after, frames = await events_until(ws, "pong")
+    assert frames == []
+    assert [e["type"] for e in after] == ["state", "pong"] and after[0]["state"] == "idle"
+    reply = await Message.objects.aget(pk=ack["message_id"])
+    assert reply.interrupted is True
+    assert reply.content == "First sentence here."
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "bad_json"),
+        ("[1,2]", "bad_message"),
+        ('{"type": "dance"}', "not_started"),
+        ('{"type": "text", "text": "hi"}', "not_started"),
+    ],
+)
+async def test_bad_frames_get_errors_and_keep_the_socket(ws, frame, code):
+    await ws.send_to(text_data=frame)
+    event = await ws.receive_json_from(10)
+    assert event["type"] == "error" and event["code"] == code
+    await ws.send_json_to({"type": "ping", "id": 7})
+    assert await ws.receive_json_from(10) == {"type": "pong", "id": 7}
+
+
+async def test_audio_before_start_and_oversized_frames(ws, settings):
+    await ws.send_to(bytes_data=b"\0\0" * 100)
+    assert (await ws.receive_json_from(10))["code"] == "not_started"
+    await ws.send_to(bytes_data=b"\0" * (settings.VOICE_WS_MAX_FRAME_BYTES + 2))
+    assert (await ws.receive_json_from(10))["code"] == "frame_too_large"
+
+
+async def test_another_users_conversation_is_refused(ws, other_user):
+    from chat.models import Conversation
+
+    theirs = await Conversation.objects.acreate(owner=other_user, title="private")
+    await ws.send_json_to({"type": "start", "protocol": 1, "conversation_id": theirs.pk})
+    event = await ws.receive_json_from(10)
+    assert event["type"] == "error" and event["code"] == "conversation_not_found"
