@@ -148,6 +148,7 @@ class EventStreamRenderer(renderers.BaseRenderer):
 
 class ChatApi(APIView):
     renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+
     @extend_schema(
         request=ChatInput,
         responses={200: OpenApiResponse(OpenApiTypes.STR, description="text/event-stream; see docs/api.md")},

@@ -62,10 +62,8 @@ class SentenceSplitter:
                 # Keep closing quotes/brackets and repeated marks ("？！", "...") with the sentence.
                 while end < len(text) and (text[end] in _CLOSERS or text[end] in SENTENCE_END or text[end] == "."):
                     end += 1
-                if end == len(text) and ch in ".!?" and not text[i + 1 :].strip(_CLOSERS + ".!?"):
-                    # "Mr." or "3." at the end of the buffer: wait for the next character.
-                    if ch == ".":
-                        return None
+                if end == len(text) and ch == "." and not text[i + 1 :].strip(_CLOSERS + "."):
+                    return None  # "Mr." or "3." at the end of the buffer: wait for the next character
                 return end
             if self._emitted == 0 and ch in CLAUSE_END and i + 1 >= self.first_min_chars:
                 if ch in ",:" and (i + 1 >= len(text) or text[i + 1].isdigit()):

@@ -66,7 +66,7 @@ async def test_unauthenticated_socket_is_refused(application):
 
 async def test_bad_origin_is_refused(application, async_client, user):
     await async_client.aforce_login(user)
-    communicator, connected = await connect(application, async_client, origin=b"http://evil.example")
+    _, connected = await connect(application, async_client, origin=b"http://evil.example")
     assert not connected
 
 

