@@ -47,7 +47,8 @@ class SentenceSplitter:
         return pieces
 
     def _emit(self, piece, pieces):
-        piece = piece.strip()
+        # A closing quote that arrived after its sentence was cut belongs to nothing speakable.
+        piece = piece.strip().lstrip(_CLOSERS).strip()
         if piece and speakable(piece):
             pieces.append(piece)
             self._emitted += 1
