@@ -57,11 +57,19 @@ def _in_process(loop, reply_to, service, **kwargs):
             raise services.RequesterGone("The requester's event loop did not take the message.") from None
 
     send = services.patient_sender(send_once, timeout=settings.VOICE_JOB_IDLE_TIMEOUT)
-    close_old_connections()  # as Celery does around a task: this thread may hold a stale connection
+    _close_old_connections()  # as Celery does around a task: this thread may hold a stale connection
     try:
         service(send=send, **kwargs)
     finally:
+        _close_old_connections()
+
+
+def _close_old_connections():
+    # Never let the check itself stop a job: the job reports its own database errors.
+    try:
         close_old_connections()
+    except Exception:
+        logger.warning("Could not check this thread's database connections", exc_info=True)
 
 
 def _log_failure(job_id, future):

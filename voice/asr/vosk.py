@@ -2,13 +2,25 @@
 
 One `vosk.Model` per process, shared by every recogniser (upstream documents it as thread-safe).
 A new KaldiRecognizer is ~10x slower on its first decode than a used one, so recognisers are kept
-warm in a pool per phrase list and reused: `FinalResult()` resets them.
+warm in a pool per phrase list and reused: `FinalResult()` resets them. A plain recogniser of a
+lookahead model holds ~36 MB, a grammar (phrase list) one ~0.15 MB; pools are kept for at most
+`max_grammars` phrase lists (least recently used dropped first).
+
+Dither: Kaldi adds random noise ("dither", default 1.0) to every frame before computing features,
+seeded from the C library's global `rand()`. Transcripts then depend on everything the process
+decoded before (the same audio twice gives different words on borderline audio). Models are loaded
+with `dither` (default 0.0) written into their feature config, through a temporary directory of
+symlinks: the model's files are not modified. `dither=None` keeps the model's own setting.
+
+Transcripts can still depend on how the audio is chunked: Vosk weights the i-vector statistics by
+the decoder's current silence traceback, updated on every `AcceptWaveform` call.
 """
 
 import json
 import logging
+import tempfile
 import threading
-from collections import defaultdict
+from collections import OrderedDict
 from pathlib import Path
 
 import vosk
@@ -42,16 +54,45 @@ def resolve_model_path(configured: str | Path | None) -> Path:
     return fallback
 
 
+def load_model(path: Path, dither: float | None = 0.0) -> vosk.Model:
+    """Load a Vosk model, with Kaldi's feature dither set to `dither` (None: the model's own)."""
+    conf = path / "conf" / "mfcc.conf"
+    if dither is None or not conf.is_file():
+        return vosk.Model(str(path))
+    try:
+        with tempfile.TemporaryDirectory(prefix="vosk-model-") as tmp:
+            shadow = Path(tmp)
+            for entry in path.iterdir():
+                if entry.name != "conf":
+                    (shadow / entry.name).symlink_to(entry.resolve())
+            (shadow / "conf").mkdir()
+            for entry in conf.parent.iterdir():
+                if entry.name != conf.name:
+                    (shadow / "conf" / entry.name).symlink_to(entry.resolve())
+            # The last occurrence of an option wins in Kaldi's config files.
+            (shadow / "conf" / conf.name).write_text(conf.read_text().rstrip("\n") + f"\n--dither={dither:g}\n")
+            # Everything is read while loading, so the directory can go afterwards.
+            return vosk.Model(str(shadow))
+    except OSError as exc:  # no symlinks on this file system
+        logger.warning("Cannot set the Vosk model's dither (%s); loading it as it is.", exc)
+        return vosk.Model(str(path))
+
+
 class VoskStream(ASRStream):
     def __init__(self, engine: "VoskEngine", key, recognizer):
         self._engine, self._key, self._rec = engine, key, recognizer
         self._last_partial = ""
         self._committed: list[str] = []  # results of completed segments inside one utterance
+        self._odd = b""  # a byte of a sample split across two chunks
         self._done = False
 
     def accept(self, pcm: bytes) -> str | None:
         if self._done:
             raise ASRError("This utterance is already finished.", code="asr_stream_closed")
+        if self._odd:
+            pcm, self._odd = self._odd + pcm, b""
+        if len(pcm) % 2:
+            pcm, self._odd = pcm[:-1], pcm[-1:]
         if not pcm:
             return None
         if self._rec.AcceptWaveform(pcm):
@@ -88,16 +129,26 @@ class VoskStream(ASRStream):
 class VoskEngine(ASREngine):
     name = "vosk"
 
-    def __init__(self, model_path: str | Path | None, pool_size: int = 4):
+    def __init__(
+        self, model_path: str | Path | None, pool_size: int = 4, dither: float | None = 0.0, max_grammars: int = 64
+    ):
         vosk.SetLogLevel(-1)
         self.model_path = resolve_model_path(model_path)
-        self.model = vosk.Model(str(self.model_path))
+        self.dither = dither
+        self.model = load_model(self.model_path, dither)
         self.pool_size = pool_size
-        self._pool: dict[str | None, list] = defaultdict(list)
+        self.max_grammars = max_grammars
+        # Warm recognisers by grammar (None: the full model), least recently used first.
+        self._pool: OrderedDict[str | None, list] = OrderedDict()
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": self.model_path.name, "model_path": str(self.model_path)}
+        return {
+            **super().describe(),
+            "model": self.model_path.name,
+            "model_path": str(self.model_path),
+            "dither": self.dither,
+        }
 
     def _new_recognizer(self, grammar: str | None):
         if grammar is None:
@@ -108,21 +159,27 @@ class VoskEngine(ASREngine):
         return rec
 
     def open_stream(self, phrases: list[str] | None = None) -> VoskStream:
-        grammar = None
-        if phrases:
-            grammar = json.dumps([*dict.fromkeys(p.strip() for p in phrases if p and p.strip())], ensure_ascii=False)
+        words = [*dict.fromkeys(p.strip() for p in phrases or () if p and p.strip())]
+        grammar = json.dumps(words, ensure_ascii=False) if words else None  # blank phrases: no grammar
         with self._lock:
-            pool = self._pool[grammar]
+            pool = self._pool.get(grammar)
             rec = pool.pop() if pool else None
         if rec is None:
-            rec = self._new_recognizer(grammar)
+            try:
+                rec = self._new_recognizer(grammar)
+            except Exception as exc:  # vosk raises a bare Exception
+                raise ASRError("The speech recogniser could not be created.", code="asr_failed") from exc
         return VoskStream(self, grammar, rec)
 
     def _release(self, key, recognizer) -> None:
         with self._lock:
-            pool = self._pool[key]
+            pool = self._pool.setdefault(key, [])
+            self._pool.move_to_end(key)
             if len(pool) < self.pool_size:
                 pool.append(recognizer)
+            grammars = [k for k in self._pool if k is not None]
+            for old in grammars[: max(0, len(grammars) - self.max_grammars)]:
+                del self._pool[old]
 
     def warm_up(self) -> None:
         # Decode a little audio through each pooled recogniser so none is cold on first use.
