@@ -124,10 +124,19 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         pytest.skip("no broker: the embedded default runs jobs in-process")
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "magicmirror.settings_test"
-    env["MM_TEST_DB_NAME"] = settings.DATABASES["default"]["NAME"]
+    test_db = settings.DATABASES["default"]["NAME"]  # the test database, once django_db_setup ran
+    env["MM_TEST_DB_NAME"] = test_db
+    # The worker is no test runner: it uses NAME itself, so point its database settings at the test database.
+    if os.environ.get("DATABASE_URL"):
+        from urllib.parse import urlsplit, urlunsplit
+
+        env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db}"))
+    else:
+        env["MYSQL_DATABASE"] = test_db
     name = f"test-{os.getpid()}@localhost"
     command = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-n", name, "-l", "warning"]
-    command += ["-Q", "default,asr,tts", "--pool=threads", "-c", "4"]
+    queues = ",".join([settings.CELERY_TASK_DEFAULT_QUEUE, settings.VOICE_ASR_QUEUE, settings.VOICE_TTS_QUEUE])
+    command += ["-Q", queues, "--pool=threads", "-c", "4"]
     process = subprocess.Popen(
         command,
         cwd=Path(settings.BASE_DIR),

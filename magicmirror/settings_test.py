@@ -8,7 +8,8 @@ os.environ["MAGICMIRROR_TESTING"] = "1"
 from .settings import *  # noqa: F403
 from .settings import CACHES, REDIS_URL
 
-MEDIA_ROOT = tempfile.mkdtemp(prefix="mm-test-media-")
+# Shared with the worker and server processes a test starts (they inherit the environment).
+MEDIA_ROOT = os.environ.setdefault("MM_TEST_MEDIA_ROOT", tempfile.mkdtemp(prefix="mm-test-media-"))
 # Tests are not behind TLS.
 SECURE_SSL_REDIRECT = False
 if REDIS_URL:
@@ -22,3 +23,14 @@ WHITENOISE_USE_FINDERS = True
 # A test database of this run's own, so several runs can share one MariaDB server.
 if DATABASES["default"]["ENGINE"].endswith("mysql"):  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = os.environ.get("MM_TEST_DB_NAME", f"test_magicmirror_{os.getpid()}")  # noqa: F405
+
+# Queues and channel names of this run's own: concurrent runs on one Redis never take each
+# other's jobs. Worker and server processes started by the tests inherit the run id.
+TEST_RUN_ID = os.environ.setdefault("MM_TEST_RUN_ID", f"{os.getpid()}")
+CHANNEL_LAYER_PREFIX = f"mm-test-{TEST_RUN_ID}"
+if REDIS_URL:
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{CHANNEL_LAYER_PREFIX}:asgi"  # noqa: F405
+VOICE_ASR_QUEUE = f"{VOICE_ASR_QUEUE}-{TEST_RUN_ID}"  # noqa: F405
+VOICE_TTS_QUEUE = f"{VOICE_TTS_QUEUE}-{TEST_RUN_ID}"  # noqa: F405
+CELERY_TASK_DEFAULT_QUEUE = f"default-{TEST_RUN_ID}"
+CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": VOICE_ASR_QUEUE}, "voice.tasks.tts_*": {"queue": VOICE_TTS_QUEUE}}

@@ -8,6 +8,8 @@ from rest_framework.authtoken.views import ObtainAuthToken
 
 from chat.urls import api_urlpatterns as chat_api
 from speakers.urls import api_urlpatterns as speakers_api
+from voice.tts_api import tts_api_urlpatterns
+from voice.urls import api_urlpatterns as voice_api
 
 from . import accounts, health
 
@@ -22,6 +24,8 @@ token_view = method_decorator(ratelimit(key="ip", rate=accounts.login_rate, meth
 api_patterns = [
     *chat_api,
     *speakers_api,
+    *voice_api,
+    *tts_api_urlpatterns,
     path("auth/token", token_view.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -35,7 +36,7 @@ MAX_PHRASE_CHARS = 100
 # Room in a request body for what is not audio: JSON, multipart headers, a data: URL prefix, phrases.
 BODY_OVERHEAD_BYTES = 64 * 1024
 # Job errors that mean "try again later" rather than "recognition failed".
-UNAVAILABLE_CODES = {"voice_worker_timeout", "asr_model_missing", "asr_audio_timeout"}
+UNAVAILABLE_CODES = {"voice_worker_timeout", "voice_unavailable", "asr_model_missing", "asr_audio_timeout"}
 
 
 def recognize_rate(group, request):
@@ -65,7 +66,9 @@ def audio_from_base64(value: str) -> bytes:
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
-            raise ApplicationError("The data: URL must be base64-encoded (data:<type>;base64,...).", code="invalid_base64")
+            raise ApplicationError(
+                "The data: URL must be base64-encoded (data:<type>;base64,...).", code="invalid_base64"
+            )
     text = "".join(text.split())  # line breaks of MIME-style base64
     if len(text) > _base64_limit(settings.ASR_MAX_UPLOAD_BYTES):
         raise audio_too_large_error()
@@ -111,7 +114,8 @@ def recognize_request_parse(request) -> tuple[bytes, list[str] | None]:
     if audio is None:
         audio = request.FILES.get("audio")
     if audio is None:
-        raise ApplicationError("audio: This field is required.", code="invalid", extra={"audio": ["This field is required."]})
+        required = "This field is required."
+        raise ApplicationError(f"audio: {required}", code="invalid", extra={"audio": [required]})
     if hasattr(data, "getlist"):  # multipart or form: phrases repeated and/or comma-separated
         phrases = phrases_clean(data.getlist("phrases") or None, split_commas=True)
     else:
@@ -158,8 +162,13 @@ class RecognizeJsonInput(serializers.Serializer):
     )
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class AudioFileField(serializers.FileField):
+    """A file upload, documented as binary (not as a URI)."""
+
+
 class RecognizeMultipartInput(serializers.Serializer):
-    audio = serializers.FileField(help_text="The recording: wav, webm, ogg, mp3 or m4a.")
+    audio = AudioFileField(help_text="The recording: wav, webm, ogg, mp3 or m4a.")
     phrases = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Repeat the field, or separate phrases with commas."
     )
@@ -193,9 +202,8 @@ class RecognizeApi(APIView):
     @method_decorator(ratelimit(key="user", rate=recognize_rate, method="POST", block=True))
     def post(self, request):
         # Refuse an oversized body before parsing it (a JSON body is not limited by Django).
-        length = request.META.get("CONTENT_LENGTH")
-        if length and length.isdigit():
-            if int(length) > _base64_limit(settings.ASR_MAX_UPLOAD_BYTES) + BODY_OVERHEAD_BYTES:
-                raise audio_too_large_error()
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and int(length) > _base64_limit(settings.ASR_MAX_UPLOAD_BYTES) + BODY_OVERHEAD_BYTES:
+            raise audio_too_large_error()
         data, phrases = recognize_request_parse(request)
         return Response(recognize_audio(data=data, phrases=phrases))

@@ -46,9 +46,11 @@ def _in_process(loop, reply_to, service, **kwargs):
 
     def send_once(message):
         # The in-memory layer belongs to the requester's event loop.
+        sending = layer.send(reply_to, message)
         try:
-            future = asyncio.run_coroutine_threadsafe(layer.send(reply_to, message), loop)
+            future = asyncio.run_coroutine_threadsafe(sending, loop)
         except RuntimeError as exc:  # the loop is closed: the requester is gone
+            sending.close()
             raise services.RequesterGone(str(exc)) from None
         try:
             future.result(timeout=settings.VOICE_JOB_IDLE_TIMEOUT)

@@ -110,9 +110,14 @@ def tts_run(
     """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error.
 
     Chunks hold at most VOICE_TTS_CHUNK_MS of audio each and go out as soon as the engine has
-    produced them. `cancelled()` is asked between pieces of engine output; when it says yes the job
-    stops without another message (its requester is gone).
+    produced them. A chunk says which piece of engine output it belongs to (`part`, from 0; for
+    Piper one sentence) and when the engine produced that piece (`produced`, time.time()); the
+    first chunk also names the engine and voice, and says when the job started (`started`: the
+    time before it is queueing, the time after it synthesis). `cancelled()` is asked between pieces of engine
+    output; when it says yes the job stops without another message (its requester is gone).
     """
+
+    started = time.time()
 
     def emit(message: dict) -> None:
         send({**message, "job_id": job_id, "t": time.time()})
@@ -124,18 +129,31 @@ def tts_run(
         info = engine.voice_info(voice)
         max_bytes = chunk_bytes(engine.sample_rate)
         seq = samples = 0
-        with contextlib.closing(iter(engine.stream(text, voice))) as pieces:
-            for pcm in pieces:
+        pieces = iter(engine.stream(text, voice))
+        try:
+            for part, pcm in enumerate(pieces):
+                produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
                 for piece in split_pcm(pcm, max_bytes):
-                    chunk = {"type": "voice.tts.chunk", "seq": seq, "pcm": piece, "sample_rate": engine.sample_rate}
+                    chunk = {
+                        "type": "voice.tts.chunk",
+                        "seq": seq,
+                        "part": part,
+                        "produced": produced,
+                        "pcm": piece,
+                        "sample_rate": engine.sample_rate,
+                    }
                     if seq == 0:  # who speaks is known before the audio: say it with the first chunk
-                        chunk.update(engine=info.engine, voice=info.voice, clones=info.clones)
+                        chunk.update(engine=info.engine, voice=info.voice, clones=info.clones, started=started)
                     emit(chunk)
                     seq += 1
                     samples += len(piece) // 2
                 if cancelled is not None and cancelled():
                     logger.info("TTS job %s cancelled by its requester after %d chunks", job_id, seq)
                     return
+        finally:
+            close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
+            if close is not None:
+                close()
         emit(
             {
                 "type": "voice.tts.done",

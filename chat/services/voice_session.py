@@ -289,6 +289,7 @@ class VoiceSession:
                 f"Unsupported protocol version {config.get('protocol')!r}; this server speaks {PROTOCOL_VERSION}.",
                 code="unsupported_protocol",
             )
+        self.limits = Limits()  # settings as they are when the session starts
         user_settings = await sync_to_async(user_settings_get)(user=self.user)
         self.mode = user_settings.input_mode
         self.voice_output = user_settings.voice_output

@@ -145,3 +145,86 @@ async def test_another_users_conversation_is_refused(ws, other_user):
     await ws.send_json_to({"type": "start", "protocol": 1, "conversation_id": theirs.pk})
     event = await ws.receive_json_from(10)
     assert event["type"] == "error" and event["code"] == "conversation_not_found"
+
+
+def fixture_pcm(name):
+    import wave
+    from pathlib import Path
+
+    with wave.open(str(Path(__file__).resolve().parents[2] / "voice" / "tests" / "fixtures" / name)) as w:
+        assert w.getframerate() == 16000
+        return w.readframes(w.getnframes())
+
+
+def direct_vosk(pcm, phrases=None, chunk_bytes=None):
+    """What plain Vosk makes of the same audio (same model, dither and chunking): the app must match it."""
+    from voice.tests.test_asr import direct_decode
+
+    return direct_decode(pcm, phrases, chunk_bytes)
+
+
+async def stream_audio(ws, pcm, chunk_ms=100, rate=16000):
+    step = rate * 2 * chunk_ms // 1000
+    for start in range(0, len(pcm), step):
+        await ws.send_to(bytes_data=pcm[start : start + step])
+
+
+async def test_push_to_talk_turn_with_real_vosk(ws, user, fake_llm, settings):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    settings.VOICE_MAX_AUDIO_RATE = 1000.0  # the test streams faster than real time
+    phrases = ["안녕하세요", "오늘", "좋네요"]
+    pcm = fixture_pcm("hello.wav")
+    fake_llm.queue(Reply("반가워요. Nice to hear you."))
+    await ws.send_json_to({"type": "start", "protocol": 1, "mode": "ptt", "phrases": phrases, "voice_output": True})
+    await ws.receive_json_from(10)
+    await stream_audio(ws, pcm)
+    await ws.send_json_to({"type": "audio_end"})
+    events, frames = await events_until(ws, "audio_done", timeout=90)
+    kinds = [e["type"] for e in events]
+    assert "partial" in kinds and kinds.index("partial") < kinds.index("final")
+    final = next(e for e in events if e["type"] == "final")
+    assert final["text"] == direct_vosk(pcm, phrases, chunk_bytes=3200)
+    assert "안녕하세요" in final["text"]
+    user_message = await Message.objects.aget(pk=final["message_id"])
+    assert (user_message.role, user_message.source, user_message.content) == ("user", "voice", final["text"])
+    done = next(e for e in events if e["type"] == "reply_done")
+    reply = await Message.objects.aget(pk=done["message_id"])
+    assert reply.pk > user_message.pk and reply.content == "반가워요. Nice to hear you."
+    assert frames
+
+
+async def test_hands_free_detects_the_end_of_speech(ws, user, fake_llm, settings):
+    settings.VOICE_MAX_AUDIO_RATE = 1000.0
+    pcm = fixture_pcm("hello_padded.wav")
+    fake_llm.queue(Reply("네."))
+    phrases = ["안녕하세요", "오늘", "좋네요"]
+    start = {"type": "start", "protocol": 1, "mode": "handsfree", "voice_output": False, "phrases": phrases}
+    await ws.send_json_to(start)
+    await ws.receive_json_from(10)
+    await stream_audio(ws, pcm, chunk_ms=30)  # no audio_end: the VAD ends the utterance
+    events, _ = await events_until(ws, "reply_done", timeout=90)
+    final = next(e for e in events if e["type"] == "final")
+    # The utterance opened when speech began (0.3 s pre-roll) and closed in the trailing silence.
+    assert final["text"].startswith("안녕하세요")
+    assert final["message_id"] is not None
+    assert [e["state"] for e in events if e["type"] == "state"][:2] == ["listening", "thinking"]
+
+
+async def test_silence_gives_an_empty_final_and_no_turn(ws, fake_llm, settings):
+    settings.VOICE_MAX_AUDIO_RATE = 1000.0
+    await ws.send_json_to({"type": "start", "protocol": 1, "mode": "ptt"})
+    await ws.receive_json_from(10)
+    await stream_audio(ws, b"\0\0" * 16000)
+    await ws.send_json_to({"type": "audio_end"})
+    events, _ = await events_until(ws, "final", timeout=60)
+    assert events[-1]["text"] == "" and events[-1]["message_id"] is None
+    assert fake_llm.request_count == 0
+
+
+async def test_audio_faster_than_real_time_is_refused(ws):
+    await ws.send_json_to({"type": "start", "protocol": 1, "mode": "ptt"})
+    await ws.receive_json_from(10)
+    for _ in range(10):
+        await ws.send_to(bytes_data=b"\0\0" * 16000)  # 10 s of audio at once
+    events, _ = await events_until(ws, "error", timeout=30)
+    assert events[-1]["code"] == "audio_rate_exceeded"

@@ -7,7 +7,8 @@ SAMPLE_RATE = 16000
 
 _BRACKETED = re.compile(r"\[[^\]]*\]|<[^>]*>")
 # A space between two CJK characters is an artefact of Chinese models (words are space-separated).
-_CJK_SPACE = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])\s+(?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])")
+_CJK = r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]"  # kana and CJK ideographs (not Hangul: Korean uses spaces)
+_CJK_SPACE = re.compile(rf"(?<={_CJK})\s+(?={_CJK})")
 
 
 class ASRError(Exception):

@@ -14,11 +14,11 @@ _lock = threading.Lock()
 def build_asr_engine(name: str | None = None) -> ASREngine:
     name = name or settings.VOICE_ASR_ENGINE
     cls = import_string(ENGINES[name])
-    # VOSK_DITHER: Kaldi's feature dither; 0.0 makes transcripts deterministic (see voice/asr/vosk.py).
+    # VOSK_DITHER: the noise added before feature extraction, deterministic (see voice/asr/vosk.py).
     return cls(
         settings.VOSK_MODEL_PATH,
         pool_size=settings.VOSK_RECOGNIZER_POOL,
-        dither=getattr(settings, "VOSK_DITHER", 0.0),
+        dither=getattr(settings, "VOSK_DITHER", 1.0),
     )
 
 

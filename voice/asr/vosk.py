@@ -6,14 +6,21 @@ warm in a pool per phrase list and reused: `FinalResult()` resets them. A plain 
 lookahead model holds ~36 MB, a grammar (phrase list) one ~0.15 MB; pools are kept for at most
 `max_grammars` phrase lists (least recently used dropped first).
 
-Dither: Kaldi adds random noise ("dither", default 1.0) to every frame before computing features,
-seeded from the C library's global `rand()`. Transcripts then depend on everything the process
-decoded before (the same audio twice gives different words on borderline audio). Models are loaded
-with `dither` (default 0.0) written into their feature config, through a temporary directory of
-symlinks: the model's files are not modified. `dither=None` keeps the model's own setting.
+Dither: Kaldi adds Gaussian noise ("dither", std 1.0 in 16-bit sample units by default) to the
+waveform before computing features. It keeps digital silence (exact zeros) within what the model
+was trained on, but Kaldi seeds it from the C library's global `rand()`, so a transcript depended on
+everything the process had decoded before: the same audio gave different words from one call to the
+next. Here Kaldi's own dither is turned off (`--dither=0` written into the model's feature config,
+through a temporary directory of symlinks: the model's files are not modified) and the same amount of
+noise is added by `dither_pcm` from a fixed table indexed by the sample's position in the utterance:
+recognition behaves as with Kaldi's dither, and the same audio fed in the same chunks always gives
+the same transcript, in any process, whatever was decoded before. (Without any dither, digital
+silence derails the small Korean model: it stops finding segment ends and garbles the words after
+a pause.)
 
 Transcripts can still depend on how the audio is chunked: Vosk weights the i-vector statistics by
-the decoder's current silence traceback, updated on every `AcceptWaveform` call.
+the decoder's current silence traceback, updated on every `AcceptWaveform` call. Measured on the
+test fixtures, borderline (lossy) audio decodes differently in 100 ms and 1 s chunks.
 """
 
 import json
@@ -23,6 +30,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import vosk
 
 from .base import ASREngine, ASRError, ASRStream, clean_transcript
@@ -54,8 +62,22 @@ def resolve_model_path(configured: str | Path | None) -> Path:
     return fallback
 
 
+# Standard normal noise; a prime length, so it never lines up with 10 ms frames.
+_DITHER_NOISE = np.random.default_rng(20250601).standard_normal(16411)
+
+
+def dither_pcm(pcm: bytes, offset: int = 0, amount: float = 1.0) -> bytes:
+    """PCM16 with `amount` x N(0, 1) noise added; `offset` is the first sample's index in the utterance."""
+    if not amount or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    index = (np.arange(len(samples)) + offset) % len(_DITHER_NOISE)
+    samples += amount * _DITHER_NOISE[index]
+    return np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
+
+
 def load_model(path: Path, dither: float | None = 0.0) -> vosk.Model:
-    """Load a Vosk model, with Kaldi's feature dither set to `dither` (None: the model's own)."""
+    """Load a Vosk model, with Kaldi's own feature dither set to `dither` (None: the model's setting)."""
     conf = path / "conf" / "mfcc.conf"
     if dither is None or not conf.is_file():
         return vosk.Model(str(path))
@@ -84,6 +106,7 @@ class VoskStream(ASRStream):
         self._last_partial = ""
         self._committed: list[str] = []  # results of completed segments inside one utterance
         self._odd = b""  # a byte of a sample split across two chunks
+        self._samples = 0  # samples fed so far (the dither's position)
         self._done = False
 
     def accept(self, pcm: bytes) -> str | None:
@@ -95,7 +118,8 @@ class VoskStream(ASRStream):
             pcm, self._odd = pcm[:-1], pcm[-1:]
         if not pcm:
             return None
-        if self._rec.AcceptWaveform(pcm):
+        offset, self._samples = self._samples, self._samples + len(pcm) // 2
+        if self._rec.AcceptWaveform(dither_pcm(pcm, offset, self._engine.dither)):
             # Kaldi saw a segment end (a pause); keep its text and go on with the utterance.
             text = json.loads(self._rec.Result()).get("text", "")
             if text:
@@ -129,13 +153,11 @@ class VoskStream(ASRStream):
 class VoskEngine(ASREngine):
     name = "vosk"
 
-    def __init__(
-        self, model_path: str | Path | None, pool_size: int = 4, dither: float | None = 0.0, max_grammars: int = 64
-    ):
+    def __init__(self, model_path: str | Path | None, pool_size: int = 4, dither: float = 1.0, max_grammars: int = 64):
         vosk.SetLogLevel(-1)
         self.model_path = resolve_model_path(model_path)
-        self.dither = dither
-        self.model = load_model(self.model_path, dither)
+        self.dither = dither  # added by dither_pcm; Kaldi's own (random) dither is off
+        self.model = load_model(self.model_path, 0.0)
         self.pool_size = pool_size
         self.max_grammars = max_grammars
         # Warm recognisers by grammar (None: the full model), least recently used first.

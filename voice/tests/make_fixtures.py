@@ -11,8 +11,9 @@ Needs the `espeak-ng` program (Debian package espeak-ng, voice `ko`) and PyAV. W
     hello.ogg         the same as Opus in Ogg
     thanks.wav        "감사합니다", laid out like hello.wav
 
-espeak-ng's output is deterministic for a given espeak-ng version, and the small Korean Vosk model
-decodes it as garbled but deterministic words. The tests never hard-code the garbled transcripts:
+Reruns give byte-identical files (espeak-ng's output is deterministic for a given espeak-ng version;
+the Opus containers are written bitexact, without random serials). The small Korean Vosk model
+decodes the speech as garbled but deterministic words. The tests never hard-code the garbled transcripts:
 they compare the app's result with direct Vosk decoding of the same audio, and assert exact words
 only with a phrase list (grammar). So regenerating the files with another espeak-ng version is safe.
 """
@@ -58,7 +59,7 @@ def resample(wav_bytes: bytes, rate: int) -> np.ndarray:
 
 
 def silence(seconds: float, rate: int = RATE) -> np.ndarray:
-    return np.zeros(int(round(seconds * rate)), dtype="<i2")
+    return np.zeros(round(seconds * rate), dtype="<i2")
 
 
 def wav(samples: np.ndarray, rate: int = RATE) -> bytes:

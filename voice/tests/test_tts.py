@@ -64,13 +64,22 @@ def test_piper_speaks_english_at_22050_hz():
     assert len(pcm) % 2 == 0
 
 
-def test_piper_yields_one_piece_per_sentence_as_it_goes():
+def test_piper_synthesises_sentence_by_sentence_as_asked(monkeypatch):
     engine = get_tts_engine("piper")
+    inferences = []
+    infer = engine._voice.phoneme_ids_to_audio  # one ONNX run per sentence
+
+    def counting(*args, **kwargs):
+        inferences.append(1)
+        return infer(*args, **kwargs)
+
+    monkeypatch.setattr(engine._voice, "phoneme_ids_to_audio", counting)
     stream = engine.stream("One sentence here. Then a second one. And a third.")
     first = next(stream)
+    assert len(inferences) == 1  # the later sentences are not synthesised yet
     assert rms(first) > 1000 and 0.3 < seconds(first, 22050) < 3.0
     rest = list(stream)
-    assert len(rest) == 2
+    assert len(rest) == 2 and len(inferences) == 3
 
 
 @pytest.mark.parametrize(("voice", "text"), [("en-us", SENTENCE), ("cmn", "今天天气很好，我们去公园散步吧。")])
@@ -149,6 +158,8 @@ def test_chunks_are_split_to_the_configured_length_in_order(engines, settings):
     chunks = [m for m in sent if m["type"] == "voice.tts.chunk"]
     assert [len(c["pcm"]) for c in chunks] == [8820, 1180, 3000]  # never across engine output
     assert [c["seq"] for c in chunks] == [0, 1, 2]
+    assert [c["part"] for c in chunks] == [0, 0, 1]
+    assert chunks[0]["produced"] == chunks[1]["produced"] <= chunks[2]["produced"]
     assert b"".join(c["pcm"] for c in chunks) == b"\1\0" * 5000 + b"\2\0" * 1500
     assert all(c["job_id"] == "job-1" and c["sample_rate"] == 22050 for c in chunks)
     assert (chunks[0]["engine"], chunks[0]["voice"], chunks[0]["clones"]) == ("fake", "fake-voice", False)
@@ -156,6 +167,16 @@ def test_chunks_are_split_to_the_configured_length_in_order(engines, settings):
     assert done["type"] == "voice.tts.done" and done["chunks"] == 3
     assert done["samples"] == 6500 and done["duration"] == pytest.approx(6500 / 22050)
     assert [m["t"] for m in sent] == sorted(m["t"] for m in sent)
+
+
+def test_an_engine_may_return_a_plain_list(engines):
+    class ListEngine(FakeEngine):
+        def stream(self, text, voice=None):
+            return [b"\1\0" * 10, b"\2\0" * 10]
+
+    engines["list"] = ListEngine()
+    sent = run_tts(text="Hello.", engine_name="list")
+    assert [m["type"] for m in sent] == ["voice.tts.chunk", "voice.tts.chunk", "voice.tts.done"]
 
 
 def test_real_piper_chunks_respect_the_limit(settings):

@@ -69,9 +69,12 @@ class Command(BaseCommand):
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
             with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as response:
-                if response.status_code == 416 and have:  # the partial file is already whole
-                    part.replace(final)
-                    return final
+                if response.status_code == 416 and have:
+                    if _total_size(response, 0) == have:  # the partial file is already whole
+                        part.replace(final)
+                        return final
+                    part.unlink()  # longer than the file now on the server: start again
+                    return self.download(url, dest, timeout=timeout)
                 if response.status_code not in (200, 206):
                     raise CommandError(f"Downloading {url} failed: HTTP {response.status_code}.")
                 resume = response.status_code == 206 and have > 0

@@ -147,10 +147,11 @@ def _workers(timeout: float) -> dict:
         for name, answer in reply.items():
             workers.setdefault(name, {"queues": [], "engines": None})["engines"] = answer
     served = {q for w in workers.values() for q in w["queues"]}
+    voice_queues = {getattr(settings, "VOICE_ASR_QUEUE", "asr"), getattr(settings, "VOICE_TTS_QUEUE", "tts")}
     return {
         "mode": "celery",
         "workers": workers,
-        "unserved_queues": sorted({"asr", "tts"} - served),
+        "unserved_queues": sorted(voice_queues - served),
     }
 
 
