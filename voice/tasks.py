@@ -1,7 +1,7 @@
 """Celery tasks: fetch what the job needs, call a service. Results stream through the channel layer.
 
-Routed to the `asr` and `tts` queues (CELERY_TASK_ROUTES), so speech workers can be scaled and
-placed (GPU hosts for TTS) apart from the default queue.
+Routed to the VOICE_ASR_QUEUE and VOICE_TTS_QUEUE queues (CELERY_TASK_ROUTES), so speech workers can be
+scaled and placed (GPU hosts for TTS) apart from the default queue.
 """
 
 import asyncio

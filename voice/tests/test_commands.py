@@ -88,6 +88,13 @@ def test_synthesize_errors_are_sentences(tmp_path):
     assert not target.exists()
 
 
+def test_tts_latency_reports_medians(settings):
+    settings.VOICE_JOBS_IN_PROCESS = True
+    out = run("tts_latency", "--runs", "2", "--warmup", "0", "--engine", "espeak-ng", "--text", "Hello there.")
+    assert "Jobs run in this process (embedded); 2 runs per text" in out
+    assert "text 1: espeak-ng" in out and "first chunk" in out and "until the job started" in out
+
+
 # -- voice_status ---------------------------------------------------------------------------------
 def test_voice_status_text(settings):
     settings.VOICE_TTS_ENGINES = ["cosyvoice2", "piper", "espeak-ng"]
