@@ -152,7 +152,10 @@ async def job_messages(channel: str, job_id: str) -> AsyncIterator[dict]:
 
 
 async def new_reply_channel() -> str:
-    return await get_channel_layer().new_channel("voice.")
+    # The default prefix matters: channels-redis serves all of a process's private channels from
+    # one Redis list per prefix, read by whichever receive() holds its lock. A second prefix would
+    # never be read while a consumer's own receive() holds that lock.
+    return await get_channel_layer().new_channel()
 
 
 def _error(kind: str, job_id: str | None, code: str, message: str) -> dict:

@@ -171,6 +171,7 @@ async def test_spoken_turn_end_to_end(daphne_server, fake_llm, user):
 async def test_worker_killed_mid_turn(celery_worker_process, fake_llm_server, fake_llm, user):
     """The TTS worker dies while speaking: an error event in bounded time; the socket stays usable."""
     env = process_env(fake_llm_server, VOICE_TTS_QUEUE="tts-victim", VOICE_JOB_IDLE_TIMEOUT="3")
+    victim_queue = f"tts-victim-{settings.TEST_RUN_ID}"  # as settings_test names it in the server
     victim = subprocess.Popen(
         [
             sys.executable,
@@ -180,7 +181,7 @@ async def test_worker_killed_mid_turn(celery_worker_process, fake_llm_server, fa
             "magicmirror",
             "worker",
             "-Q",
-            "tts-victim",
+            victim_queue,
             "--pool=solo",
             "-n",
             f"victim-{os.getpid()}@localhost",

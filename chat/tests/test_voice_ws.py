@@ -12,6 +12,15 @@ from chat.models import Message
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def voice_workers(request):
+    """With Redis configured, voice jobs run on a real Celery worker; embedded, in this process."""
+    from django.conf import settings
+
+    if not settings.VOICE_JOBS_IN_PROCESS:
+        request.getfixturevalue("celery_worker_process")
+
+
 @pytest.fixture
 def application():
     from magicmirror.asgi import application
