@@ -42,9 +42,7 @@ class SpeakerAdminForm(forms.ModelForm):
         if owner is None:
             return cleaned
         if self.instance.pk is None and Speaker.objects.filter(owner=owner).count() >= settings.SPEAKERS_PER_USER:
-            raise forms.ValidationError(
-                f"{owner} already has {settings.SPEAKERS_PER_USER} speakers; delete one first."
-            )
+            raise forms.ValidationError(f"{owner} already has {settings.SPEAKERS_PER_USER} speakers; delete one first.")
         # Checked here, not only in the service: an error raised from save_model would be a 500.
         name = (cleaned.get("name") or "").strip()
         if name and speaker_name_taken(user=owner, name=name, exclude_pk=self.instance.pk):

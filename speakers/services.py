@@ -52,9 +52,7 @@ def reference_audio_prepare(*, data: bytes, size: int | None = None):
     if size > settings.SPEAKER_MAX_UPLOAD_BYTES:
         raise audio_too_large_error()
     try:
-        decoded = decode_audio(
-            data, sample_rate=REFERENCE_SAMPLE_RATE, max_seconds=settings.SPEAKER_MAX_SECONDS
-        )
+        decoded = decode_audio(data, sample_rate=REFERENCE_SAMPLE_RATE, max_seconds=settings.SPEAKER_MAX_SECONDS)
     except AudioError as exc:
         raise ApplicationError(str(exc), code=exc.code) from exc
     if decoded.source_sample_rate < MIN_SOURCE_SAMPLE_RATE:

@@ -77,9 +77,7 @@ def decode_audio(data: bytes, *, sample_rate: int | None = None, max_seconds: fl
                     chunks.append(chunk)
                     total += len(chunk)
                 if total > max_bytes:
-                    raise AudioError(
-                        f"The audio is longer than {max_seconds:g} seconds.", code="audio_too_long"
-                    )
+                    raise AudioError(f"The audio is longer than {max_seconds:g} seconds.", code="audio_too_long")
             for out in resampler.resample(None):
                 chunk = bytes(out.planes[0])[: out.samples * 2]
                 chunks.append(chunk)

@@ -42,7 +42,7 @@ def test_pieces_come_out_while_streaming_not_at_the_end():
 
 
 def test_first_piece_may_end_at_a_comma_later_ones_not():
-    pieces, rest = split("今天天气真不错，我们出去走走，好不好？", first_min_chars=6)
+    pieces, _ = split("今天天气真不错，我们出去走走，好不好？", first_min_chars=6)
     assert pieces == ["今天天气真不错，", "我们出去走走，好不好？"]
     pieces, _ = split("好，我们走。", first_min_chars=6)
     assert pieces == ["好，我们走。"]

@@ -101,9 +101,7 @@ def test_concurrent_creates_stop_at_three(user):
     def worker(i):
         try:
             barrier.wait(timeout=30)
-            speaker = services.speaker_create(
-                user=user, name=f"voice {i}", prompt_text="同时创建", audio_data=audio
-            )
+            speaker = services.speaker_create(user=user, name=f"voice {i}", prompt_text="同时创建", audio_data=audio)
             results[i] = ("ok", speaker.slot)
         except services.SpeakerLimitReached:
             results[i] = ("limit", None)

@@ -69,9 +69,7 @@ def test_file_at_the_size_limit_is_accepted(api, user, settings):
     assert create(api, audio=data).status_code == 201
 
 
-@pytest.mark.parametrize(
-    ("limit", "shown"), [(10 * 1024 * 1024, "10 MB"), (1536 * 1024, "1.5 MB"), (512, "512 bytes")]
-)
+@pytest.mark.parametrize(("limit", "shown"), [(10 * 1024 * 1024, "10 MB"), (1536 * 1024, "1.5 MB"), (512, "512 bytes")])
 def test_size_limit_message_is_readable(settings, limit, shown):
     settings.SPEAKER_MAX_UPLOAD_BYTES = limit
     with pytest.raises(ApplicationError) as excinfo:
