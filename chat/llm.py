@@ -8,6 +8,7 @@ nothing is retried, since a retry would repeat or contradict what the user alrea
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ import httpx
 import openai
 from django.conf import settings
 
+from magicmirror import metrics
 from magicmirror.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ def _client() -> openai.AsyncOpenAI:
 
 async def stream_reply(messages: list[dict]) -> AsyncIterator[str]:
     """Yield the reply's text as it arrives. Raises LLMError (after any text already yielded)."""
+    sent_at, first = time.monotonic(), True
     try:
         stream = await _client().chat.completions.create(
             model=settings.LLM_MODEL,
@@ -111,6 +114,9 @@ async def stream_reply(messages: list[dict]) -> AsyncIterator[str]:
                 finished = finished or bool(choice.finish_reason)
                 text = getattr(choice.delta, "content", None) if choice.delta is not None else None
                 if text:
+                    if first:
+                        first = False
+                        metrics.observe_llm_first_token(time.monotonic() - sent_at)
                     yield text
     except (GeneratorExit, asyncio.CancelledError):
         raise

@@ -311,7 +311,6 @@ VOICE_WS_MAX_FRAME_BYTES = env.int("VOICE_WS_MAX_FRAME_BYTES", default=64 * 1024
 VOICE_MAX_UTTERANCE_SECONDS = env.float("VOICE_MAX_UTTERANCE_SECONDS", default=60.0)
 VOICE_MAX_AUDIO_RATE = env.float("VOICE_MAX_AUDIO_RATE", default=1.5)  # x real time, after a 2 s burst
 VOICE_AUDIO_LEAD_SECONDS = env.float("VOICE_AUDIO_LEAD_SECONDS", default=2.0)  # audio sent ahead of playback
-VOICE_OUTPUT_SAMPLE_RATE = env.int("VOICE_OUTPUT_SAMPLE_RATE", default=24000)  # every engine resampled to it
 VOICE_TTS_PREFETCH = env.int("VOICE_TTS_PREFETCH", default=2)
 VOICE_PREROLL_SECONDS = env.float("VOICE_PREROLL_SECONDS", default=0.3)
 VOICE_SENTENCE_MAX_CHARS = env.int("VOICE_SENTENCE_MAX_CHARS", default=120)

@@ -17,6 +17,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 
+from magicmirror import metrics
+from magicmirror.logging import current_turn_id
+
 from . import inbox, services
 
 logger = logging.getLogger(__name__)
@@ -86,17 +89,32 @@ def _start_in_process(service, reply_to, job_id, **kwargs) -> None:
     future.add_done_callback(functools.partial(_log_failure, job_id))
 
 
-async def _enqueue(task, args) -> None:
+def _turn_kwargs(turn_id) -> dict:
+    """`{"turn_id": ...}` for the job (the caller's, else the current log context's), or {} when none:
+    a job without one is called exactly as before (older workers and stand-ins accept it)."""
+    turn_id = turn_id if turn_id is not None else current_turn_id()
+    return {} if turn_id is None else {"turn_id": turn_id}
+
+
+async def _enqueue(task, args, kwargs=None) -> None:
+    options = {"args": args, "expires": settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT}
+    if kwargs:
+        options["kwargs"] = kwargs
     try:
-        await asyncio.to_thread(task.apply_async, args=args, expires=settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT)
+        await asyncio.to_thread(task.apply_async, **options)
     except Exception as exc:  # kombu's OperationalError and friends: the broker cannot be reached
         logger.warning("Could not queue %s: %s", task.name, exc)
+        metrics.observe_error("voice_unavailable")
         raise JobNotStarted("The voice service cannot be reached right now.") from exc
 
 
-async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=None) -> str:
-    """Start a synthesis; its messages go to `reply_to`. Raises JobNotStarted when no worker can be asked."""
+async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=None, turn_id=None) -> str:
+    """Start a synthesis; its messages go to `reply_to`. Raises JobNotStarted when no worker can be asked.
+
+    `turn_id` (default: the current log context's) tags the job's log lines on the worker.
+    """
     job_id = services.new_job_id()
+    extra = _turn_kwargs(turn_id)
     if settings.VOICE_JOBS_IN_PROCESS:
         _start_in_process(
             services.tts_run,
@@ -106,24 +124,26 @@ async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=No
             speaker_id=speaker_id,
             engine_name=engine_name,
             cancelled=functools.partial(inbox.cancelled, job_id),
+            **extra,
         )
     else:
         from .tasks import tts_synthesize
 
-        await _enqueue(tts_synthesize, (reply_to, job_id, text, speaker_id, engine_name))
+        await _enqueue(tts_synthesize, (reply_to, job_id, text, speaker_id, engine_name), extra)
     return job_id
 
 
-async def asr_start(*, reply_to: str, phrases=None) -> str:
+async def asr_start(*, reply_to: str, phrases=None, turn_id=None) -> str:
     """Start a streaming recognition; feed it with `inbox.audio_put(job_id, pcm)`, end with `audio_end`."""
     job_id = services.new_job_id()
+    extra = _turn_kwargs(turn_id)
     if settings.VOICE_JOBS_IN_PROCESS:
         inbox.open_local(job_id)
-        _start_in_process(services.asr_run, reply_to, job_id, phrases=phrases)
+        _start_in_process(services.asr_run, reply_to, job_id, phrases=phrases, **extra)
     else:
         from .tasks import asr_stream
 
-        await _enqueue(asr_stream, (reply_to, job_id, phrases))
+        await _enqueue(asr_stream, (reply_to, job_id, phrases), extra)
     return job_id
 
 
@@ -137,18 +157,37 @@ async def job_messages(channel: str, job_id: str) -> AsyncIterator[dict]:
     timeout = settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    tts_started = tts_engine = None
     while True:
         try:
             message = await asyncio.wait_for(layer.receive(channel), max(0.0, deadline - loop.time()))
         except TimeoutError:
+            metrics.observe_error("voice_worker_timeout")
             raise JobTimeout(f"The voice job {job_id} did not answer within {timeout:g} s.") from None
         if message.get("job_id") != job_id:
             continue  # a late message of an earlier job on a reused channel: does not reset the clock
+        tts_started, tts_engine = _observe(message, tts_started, tts_engine)
         yield message
         if message["type"] in TERMINAL_TYPES:
             return
         timeout = settings.VOICE_JOB_IDLE_TIMEOUT
         deadline = loop.time() + timeout
+
+
+def _observe(message: dict, tts_started, tts_engine):
+    """Metrics from a job's messages (worker-side timings, on the worker's own clock)."""
+    try:
+        kind = message["type"]
+        if kind == "voice.tts.chunk" and message.get("seq") == 0 and message.get("started") is not None:
+            tts_started, tts_engine = message["started"], message.get("engine")
+            metrics.observe_tts_first_chunk(message["t"] - tts_started, tts_engine)
+        elif kind == "voice.tts.done" and tts_started is not None:
+            metrics.observe_tts_rtf(message["t"] - tts_started, message.get("duration") or 0.0, tts_engine)
+        elif kind.endswith(".error"):
+            metrics.observe_error(message.get("code"))
+    except (KeyError, TypeError):  # a message without timestamps: no metric, never a failed job
+        pass
+    return tts_started, tts_engine
 
 
 async def new_reply_channel() -> str:

@@ -6,6 +6,7 @@ Every message carries `t`, the wall-clock time (time.time()) at which the job se
 """
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from channels.exceptions import ChannelFull
 from django.conf import settings
 
+from magicmirror.logging import log_context
 from speakers.models import Speaker
 
 from . import inbox
@@ -57,6 +59,30 @@ def patient_sender(send_once: Send, *, timeout: float) -> Send:
     return send
 
 
+def logged_job(run):
+    """A job runs inside `log_context(turn_id=..., job_id=...)` (its log lines name the turn that asked
+    for it) and logs its start and end. `turn_id` is optional: when given, every message the job
+    sends carries it too."""
+
+    @functools.wraps(run)
+    def job(*, send: Send, job_id: str, turn_id=None, **kwargs):
+        if turn_id is not None:
+            plain_send = send
+
+            def send(message: dict) -> None:
+                plain_send({**message, "turn_id": turn_id})
+
+        with log_context(turn_id=turn_id, job_id=job_id):
+            started = time.monotonic()
+            logger.info("Voice job %s started (%s)", job_id, run.__name__)
+            try:
+                return run(send=send, job_id=job_id, **kwargs)
+            finally:
+                logger.info("Voice job %s ended after %.3f s", job_id, time.monotonic() - started)
+
+    return job
+
+
 def voice_ref_from_speaker(speaker: Speaker) -> VoiceRef:
     return VoiceRef(
         speaker_id=speaker.pk,
@@ -98,6 +124,7 @@ def chunk_bytes(sample_rate: int) -> int:
     return max(2, sample_rate * settings.VOICE_TTS_CHUNK_MS // 1000 * 2)
 
 
+@logged_job
 def tts_run(
     *,
     send: Send,
@@ -175,6 +202,7 @@ def tts_run(
         _send_error(emit, "voice.tts.error", "tts_failed", "Speech synthesis failed.")
 
 
+@logged_job
 def asr_run(*, send: Send, job_id: str, phrases=None) -> None:
     """Recognise the audio arriving in the job's inbox; send partials, then the final transcript."""
 

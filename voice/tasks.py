@@ -39,7 +39,7 @@ def channel_sender(reply_to: str):
 
 
 @shared_task(name="voice.tasks.tts_synthesize", ignore_result=True, acks_late=True)
-def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None):
+def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None, turn_id=None):
     with channel_sender(reply_to) as send:
         services.tts_run(
             send=send,
@@ -48,10 +48,11 @@ def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None):
             speaker_id=speaker_id,
             engine_name=engine_name,
             cancelled=functools.partial(inbox.cancelled, job_id),
+            turn_id=turn_id,
         )
 
 
 @shared_task(name="voice.tasks.asr_stream", ignore_result=True, acks_late=True)
-def asr_stream(reply_to, job_id, phrases=None):
+def asr_stream(reply_to, job_id, phrases=None, turn_id=None):
     with channel_sender(reply_to) as send:
-        services.asr_run(send=send, job_id=job_id, phrases=phrases)
+        services.asr_run(send=send, job_id=job_id, phrases=phrases, turn_id=turn_id)

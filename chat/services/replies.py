@@ -14,6 +14,9 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from magicmirror import metrics
+from magicmirror.logging import current_turn_id, new_turn_id
+
 from .. import llm
 from ..models import Conversation, Message
 from ..selectors import conversation_get, llm_messages
@@ -78,6 +81,9 @@ async def reply_stream(
     conversation, user_message, messages, needs_title = await sync_to_async(turn_start)(
         user=user, conversation_id=conversation_id, text=text, source=source
     )
+    turn_id = current_turn_id() or new_turn_id()  # the voice session's, else one for this request
+    metrics.turn_started(source)
+    logger.info("Turn in conversation %s (%s)", conversation.pk, source, extra={"turn_id": turn_id})
     yield {"type": "conversation", "conversation": {"id": conversation.pk, "title": conversation.title}}
     yield {"type": "user_message", "message": message_payload(user_message)}
 
@@ -102,7 +108,8 @@ async def reply_stream(
                 yield {"type": "delta", "text": delta}
         except llm.LLMError as exc:
             error = exc
-            logger.warning("LLM failed in conversation %s: %s", conversation.pk, exc.code)
+            metrics.observe_error(exc.code)
+            logger.warning("LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"turn_id": turn_id})
         finished = True
         saved = await save(interrupted=error is not None and bool(parts))
     finally:

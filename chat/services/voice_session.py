@@ -212,15 +212,16 @@ class ReplySpeaker:
                     if not started:
                         started = True
                         self.spoken.append(sentence.text)
-                        await session.emit(
-                            {
-                                "type": "sentence",
-                                "turn_id": self.turn_id,
-                                "sentence_id": sentence.id,
-                                "text": sentence.text,
-                                "sample_rate": message["sample_rate"],
-                            }
-                        )
+                        event = {
+                            "type": "sentence",
+                            "turn_id": self.turn_id,
+                            "sentence_id": sentence.id,
+                            "text": sentence.text,
+                            "sample_rate": message["sample_rate"],
+                        }
+                        # The first chunk of a job names the engine and voice that speak.
+                        event.update({k: message[k] for k in ("engine", "voice", "clones") if k in message})
+                        await session.emit(event)
                         await session.set_state("speaking")
                     await self._pace()
                     await session.send_audio(
@@ -354,7 +355,7 @@ class VoiceSession:
             "input": {"format": "pcm_s16le", "sample_rate": self.sample_rate, "channels": 1},
             "output": {
                 "format": "pcm_s16le",
-                "sample_rate": settings.VOICE_OUTPUT_SAMPLE_RATE,
+                "sample_rate": None,  # engines differ: each `sentence` event gives its audio's rate
                 "channels": 1,
                 "frame_header": "turn_id:uint32le, sentence_id:uint32le, seq:uint32le",
             },

@@ -237,3 +237,50 @@ async def test_audio_faster_than_real_time_is_refused(ws):
         await ws.send_to(bytes_data=b"\0\0" * 16000)  # 10 s of audio at once
     events, _ = await events_until(ws, "error", timeout=30)
     assert events[-1]["code"] == "audio_rate_exceeded"
+
+
+async def test_disconnect_mid_reply_saves_the_reply(application, async_client, user, fake_llm, settings):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    fake_llm.queue(Reply("Already spoken sentence. This part never arrives.", pause_after=4))
+    await async_client.aforce_login(user)
+    ws, _ = await connect(application, async_client)
+    await ws.receive_json_from(10)
+    await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": True})
+    await ws.receive_json_from(10)
+    await ws.send_json_to({"type": "text", "text": "Go"})
+    await events_until(ws, "sentence_end", timeout=60)
+    await ws.disconnect()  # returns once the consumer has finished with the socket
+    fake_llm.release()
+    reply = await Message.objects.aget(role="assistant", conversation__owner=user)
+    assert reply.interrupted is True
+    assert reply.content == "Already spoken sentence."
+
+
+async def test_llm_failure_mid_stream_keeps_the_socket(ws, user, fake_llm):
+    fake_llm.queue(Reply("Half of an answer that breaks", drop_after=3), Reply("Second try works."))
+    await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": False})
+    await ws.receive_json_from(10)
+    await ws.send_json_to({"type": "text", "text": "one"})
+    events, _ = await events_until(ws, "error", timeout=30)
+    assert events[-1]["code"] == "llm_unreachable" and events[-1]["turn_id"] == 1
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == "Half of an "
+    await ws.send_json_to({"type": "text", "text": "two"})
+    events, _ = await events_until(ws, "reply_done", timeout=30)
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == "Second try works."
+    broken = await Message.objects.filter(role="assistant", error_code="llm_unreachable").aget()
+    assert broken.content == "Half of an " and broken.interrupted
+
+
+async def test_hands_free_barge_in_interrupts_the_reply(ws, user, fake_llm, settings):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    settings.VOICE_MAX_AUDIO_RATE = 1000.0
+    fake_llm.queue(Reply("A first sentence to speak. And a second one that is never heard.", pause_after=6))
+    await ws.send_json_to({"type": "start", "protocol": 1, "mode": "handsfree", "voice_output": True})
+    await ws.receive_json_from(10)
+    await ws.send_json_to({"type": "text", "text": "Tell me something"})
+    await events_until(ws, "sentence_end", timeout=60)
+    await stream_audio(ws, fixture_pcm("hello.wav"), chunk_ms=30)  # the user talks over the reply
+    events, _ = await events_until(ws, "interrupted", timeout=30)
+    fake_llm.release()
+    reply = await Message.objects.aget(pk=events[-1]["message_id"])
+    assert reply.interrupted and reply.content == "A first sentence to speak."

@@ -3,7 +3,9 @@
 import { api, request } from "./api.js";
 import { h, statusLine } from "./dom.js";
 import { errorMessage, loadStrings, t } from "./i18n.js";
+import { setMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
+import { initVoice } from "./voice/ui.js";
 
 loadStrings();
 
@@ -182,6 +184,7 @@ function messageNode({ id, role, content = "", interrupted = false, error_code: 
     h("span", { class: "visually-hidden", text: `${who}: ` }),
     h("div", { class: "msg-text", text: content }),
   );
+  if (role === "assistant") setMarkdown(node.querySelector(".msg-text"), content);
   if (errorCode) markNote(node, errorMessage({ code: errorCode, message: t("replyFailed") }), content ? "warning" : "error");
   else if (interrupted) markNote(node, t("interrupted"));
   return node;
@@ -209,6 +212,7 @@ function appendMessage(node) {
 async function openConversation(id, { push = false } = {}) {
   const view = ++state.view;
   state.conversationId = id;
+  voice?.setConversation(id);
   markSelected();
   ui.clear.disabled = false;
   const item = itemOf(id);
@@ -238,6 +242,7 @@ async function openConversation(id, { push = false } = {}) {
 function newConversation({ push = false } = {}) {
   state.view += 1;
   state.conversationId = null;
+  voice?.setConversation(null);
   markSelected();
   ui.clear.disabled = true;
   showTitle("");
@@ -295,6 +300,7 @@ async function send(text) {
   replyNode.classList.add("is-streaming");
   replyNode.setAttribute("aria-busy", "true"); // announced once complete, not per fragment
   const replyText = replyNode.querySelector(".msg-text");
+  let replyRaw = "";
   let started = false; // the server accepted the message (it is saved)
   let failed = false;
 
@@ -324,7 +330,8 @@ async function send(text) {
           break;
         case "delta": {
           const follow = nearBottom();
-          replyText.textContent += event.text;
+          replyRaw += event.text;
+          setMarkdown(replyText, replyRaw);
           if (follow) scrollToBottom(true);
           break;
         }
@@ -382,6 +389,7 @@ ui.form.addEventListener("submit", (event) => {
   if (!text.trim()) return ui.input.focus();
   ui.input.value = "";
   autoGrow();
+  if (voice?.sendText(text)) return; // over the voice socket when connected (the reply is spoken)
   send(text);
 });
 ui.send.addEventListener("click", (event) => {
@@ -424,6 +432,7 @@ ui.speaker.addEventListener("change", async () => {
   try {
     await api(`/api/speakers/${Number(id)}/switch`, { method: "POST" });
     ui.speaker.dataset.current = id;
+    voice?.setSpeaker(Number(id));
     ui.speaker.querySelector('option[value=""]')?.remove();
     status(t("voiceSwitched", { name }), { clearAfter: 3000 });
   } catch (error) {
@@ -434,6 +443,32 @@ ui.speaker.addEventListener("change", async () => {
 // Back from the profile page (bfcache): the voices may have changed there.
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) refreshSpeakers();
+});
+
+// --- Voice -----------------------------------------------------------------------------------
+
+// A conversation created by a voice turn (or a typed message sent over the socket).
+function conversationStarted(conversation) {
+  if (state.conversationId === null) {
+    state.conversationId = conversation.id;
+    ui.clear.disabled = false;
+    setUrl(conversation.id, false);
+  }
+  upsertConversation(conversation, { toTop: true });
+  markSelected();
+}
+
+const voice = initVoice({
+  appendMessage,
+  appendUserMessage: (content, id) => appendMessage(messageNode({ role: "user", content, id })),
+  conversationId: () => state.conversationId,
+  conversationStarted,
+  markNote,
+  messageNode,
+  nearBottom,
+  scrollToBottom,
+  upsertConversation,
+  view: () => state.view,
 });
 
 // --- Start -----------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """manage.py synthesize TEXT --out FILE.wav: text to speech through the same job path as the site."""
 
+import contextlib
 import wave
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
 from speakers.models import Speaker
 from voice import jobs
@@ -44,9 +45,9 @@ class Command(BaseCommand):
         out_path = Path(out)
         if not out_path.parent.is_dir():
             raise CommandError(f"The folder {out_path.parent} does not exist.")
-        if in_process:
-            settings.VOICE_JOBS_IN_PROCESS = True
-        chunks, last = async_to_sync(_synthesize)(text=text, speaker_id=speaker, engine_name=engine)
+        # --in-process: for this command only (a command may run inside a longer-lived process).
+        with override_settings(VOICE_JOBS_IN_PROCESS=True) if in_process else contextlib.nullcontext():
+            chunks, last = async_to_sync(_synthesize)(text=text, speaker_id=speaker, engine_name=engine)
         if last is None or last["type"] != "voice.tts.done":
             last = last or {}
             raise CommandError(f"Synthesis failed ({last.get('code')}): {last.get('message')}")

@@ -1,10 +1,12 @@
 """manage.py transcribe FILE: speech to text through the same job path as the site."""
 
+import contextlib
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
 from voice import jobs
 from voice.asr.base import SAMPLE_RATE
@@ -35,9 +37,9 @@ class Command(BaseCommand):
             audio = decode_audio(data, sample_rate=SAMPLE_RATE, max_seconds=max(settings.ASR_MAX_SECONDS, 3600))
         except AudioError as exc:
             raise CommandError(f"{file}: {exc}") from None
-        if in_process:
-            settings.VOICE_JOBS_IN_PROCESS = True
-        result = async_to_sync(jobs.recognize)(pcm=audio.pcm, phrases=phrases)
+        # --in-process: for this command only (a command may run inside a longer-lived process).
+        with override_settings(VOICE_JOBS_IN_PROCESS=True) if in_process else contextlib.nullcontext():
+            result = async_to_sync(jobs.recognize)(pcm=audio.pcm, phrases=phrases)
         if result["type"] != "voice.asr.final":
             raise CommandError(f"Recognition failed ({result.get('code')}): {result.get('message')}")
         self.stdout.write(result["text"])

@@ -124,34 +124,31 @@ def _tensorrt() -> dict:
 
 
 def _workers(timeout: float) -> dict:
+    """The Celery workers, the queues each consumes and the engines each has loaded, and per queue
+    the configuration sends work to, who serves it (the same report as /health/ready)."""
     if settings.VOICE_JOBS_IN_PROCESS:
         return {"mode": "in-process", "note": "Voice jobs run inside the web process (no Celery worker is used)."}
     from magicmirror.celery import app
+    from magicmirror.health import needed_queues, worker_coverage
 
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
         pings = app.control.ping(timeout=timeout) or []
-        inspect = app.control.inspect(timeout=timeout)
-        queues = inspect.active_queues() or {}
-        engines = app.control.broadcast("voice_engines", reply=True, timeout=timeout) or []
     except Exception as exc:  # broker down or unreachable
         return {"mode": "celery", "error": f"The broker cannot be reached: {exc}"}
-    workers = {}
-    for reply in pings:
-        for name in reply:
-            workers[name] = {"queues": [], "engines": None}
-    for name, active in queues.items():
-        workers.setdefault(name, {"queues": [], "engines": None})["queues"] = sorted(q["name"] for q in active)
-    for reply in engines:
-        for name, answer in reply.items():
-            workers.setdefault(name, {"queues": [], "engines": None})["engines"] = answer
-    served = {q for w in workers.values() for q in w["queues"]}
-    voice_queues = {getattr(settings, "VOICE_ASR_QUEUE", "asr"), getattr(settings, "VOICE_TTS_QUEUE", "tts")}
+    coverage = worker_coverage(timeout)
+    if coverage.get("error"):
+        return {"mode": "celery", "error": f"The broker cannot be reached: {coverage['error']}"}
+    workers = {name: {"queues": [], "engines": None} for reply in pings for name in reply}
+    workers.update(coverage["workers"])
+    if not coverage["queues"]:  # voice queues needed even when the default queue runs eagerly
+        coverage["queues"] = {q: {"ok": False, "workers": [], "engines": {}} for q in needed_queues()}
     return {
         "mode": "celery",
         "workers": workers,
-        "unserved_queues": sorted(voice_queues - served),
+        "queues": coverage["queues"],
+        "unserved_queues": coverage["unserved_queues"],
     }
 
 
@@ -236,8 +233,21 @@ class Command(BaseCommand):
                 loaded = answer.get("engines", {})
                 names = ", ".join(f"{part} {info.get('engine')}" for part, info in loaded.items() if part != "errors")
                 out(f"Worker {name}: queues {', '.join(worker['queues']) or '-'}; engines {names or '-'}")
+            for queue, state in workers["queues"].items():
+                if state["ok"]:
+                    served = "; ".join(
+                        f"{name} ({_engine_list(engines)})" for name, engines in state["engines"].items()
+                    )
+                    out(f"Queue {queue}: served by {served}")
+                else:
+                    out(f"Queue {queue}: NO WORKER")
             if workers["unserved_queues"]:
                 out("No worker serves: " + ", ".join(workers["unserved_queues"]))
+
+
+def _engine_list(engines: dict) -> str:
+    names = ", ".join(f"{part} {engine}" for part, engine in engines.items() if part != "errors")
+    return names or "no engines loaded"
 
 
 def _json_dumps(report) -> str:

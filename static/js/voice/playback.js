@@ -1,0 +1,116 @@
+// Streamed reply audio: PCM16 chunks (12-byte header turn/sentence/seq) scheduled back to back on
+// one AudioContext timeline, so consecutive chunks play without gaps. Audio of an interrupted or
+// older turn is dropped; stop() silences everything at once.
+
+const HEADER_BYTES = 12;
+const START_LEAD = 0.08; // seconds of headroom when (re)starting the timeline
+const FADE = 0.004; // seconds: fade-in after an underrun, fade-out on stop (no clicks)
+
+export class Playback {
+  constructor(context, { onStart = () => {}, onIdle = () => {} } = {}) {
+    this.context = context;
+    this.output = context.createGain();
+    this.analyser = context.createAnalyser();
+    this.analyser.fftSize = 1024;
+    this.output.connect(this.analyser);
+    this.analyser.connect(context.destination);
+    this.onStart = onStart;
+    this.onIdle = onIdle;
+    this.rates = new Map(); // "turn:sentence" -> sample rate (from `sentence` events)
+    this.defaultRate = 24000; // ready.output.sample_rate
+    this.sources = new Set();
+    this.nextTime = 0;
+    this.turn = 0; // the turn being played
+    this.dropUpTo = 0; // audio of turns <= this is discarded
+    this.stats = { chunksReceived: 0, chunksScheduled: 0, chunksPlayed: 0, chunksDropped: 0, secondsScheduled: 0 };
+  }
+
+  get playing() {
+    return this.sources.size > 0;
+  }
+
+  sentence({ turn_id: turn, sentence_id: sentence, sample_rate: rate }) {
+    if (rate) this.rates.set(`${turn}:${sentence}`, rate);
+  }
+
+  // A new turn started: anything older still queued is cut.
+  beginTurn(turn) {
+    if (turn > this.turn && this.turn) this.drop(this.turn);
+    this.turn = Math.max(this.turn, turn);
+  }
+
+  // Discard audio of `turn` and older, now and when late frames arrive.
+  drop(turn) {
+    this.dropUpTo = Math.max(this.dropUpTo, turn ?? this.turn);
+    this.stop();
+  }
+
+  push(buffer) {
+    this.stats.chunksReceived += 1;
+    if (buffer.byteLength <= HEADER_BYTES) return;
+    const view = new DataView(buffer);
+    const turn = view.getUint32(0, true);
+    const sentence = view.getUint32(4, true);
+    if (turn <= this.dropUpTo || turn < this.turn) {
+      this.stats.chunksDropped += 1;
+      return;
+    }
+    this.beginTurn(turn);
+    const count = (buffer.byteLength - HEADER_BYTES) >> 1;
+    const rate = this.rates.get(`${turn}:${sentence}`) || this.defaultRate;
+    const samples = new Float32Array(count);
+    for (let i = 0; i < count; i++) samples[i] = view.getInt16(HEADER_BYTES + 2 * i, true) / 32768;
+    const audio = this.context.createBuffer(1, count, rate);
+    audio.copyToChannel(samples, 0);
+    this.schedule(audio, turn);
+  }
+
+  schedule(audio, turn) {
+    const now = this.context.currentTime;
+    const gain = this.context.createGain();
+    let start = this.nextTime;
+    if (start < now + 0.01) {
+      // Underrun or first chunk: restart the timeline a little ahead, fading in.
+      start = now + START_LEAD;
+      gain.gain.setValueAtTime(0, start);
+      gain.gain.linearRampToValueAtTime(1, start + FADE);
+    }
+    const source = this.context.createBufferSource();
+    source.buffer = audio;
+    source.connect(gain).connect(this.output);
+    source.turn = turn;
+    source.addEventListener("ended", () => {
+      this.sources.delete(source);
+      gain.disconnect();
+      if (source.cancelled) return;
+      this.stats.chunksPlayed += 1;
+      if (!this.sources.size) this.onIdle();
+    });
+    const wasIdle = !this.sources.size;
+    this.sources.add(source);
+    source.start(start);
+    this.nextTime = start + audio.duration;
+    this.stats.chunksScheduled += 1;
+    this.stats.secondsScheduled += audio.duration;
+    if (wasIdle) this.onStart();
+  }
+
+  // Silence at once (a few ms fade to avoid a click) and forget the queue.
+  stop() {
+    const now = this.context.currentTime;
+    const sources = [...this.sources];
+    this.sources.clear();
+    this.nextTime = 0;
+    for (const source of sources) {
+      source.cancelled = true;
+      try {
+        source.stop(now + FADE);
+      } catch {
+        // not started yet
+      }
+    }
+    this.output.gain.cancelScheduledValues(now);
+    this.output.gain.setValueAtTime(1, now);
+    if (sources.length) this.onIdle();
+  }
+}

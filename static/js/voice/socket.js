@@ -1,0 +1,128 @@
+// The voice WebSocket (docs/protocol.md): hello -> start -> ready, JSON events, binary audio,
+// and reconnection with backoff after a dropped socket, re-sending `start` for the same conversation.
+
+const PROTOCOL = 1;
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+
+export function voiceUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws/voice/`;
+}
+
+export class VoiceSocket {
+  // config: the `start` fields (conversation_id, speaker_id, mode, sample_rate, voice_output);
+  // handlers: onEvent(event), onAudio(ArrayBuffer), onConnection(state: "connecting"|"ready"|"closed"|"offline").
+  constructor({ url = voiceUrl(), config = {}, onEvent = () => {}, onAudio = () => {}, onConnection = () => {} } = {}) {
+    this.url = url;
+    this.config = { ...config };
+    this.handlers = { onEvent, onAudio, onConnection };
+    this.ws = null;
+    this.ready = false;
+    this.attempt = 0;
+    this.timer = null;
+    this.closedByUs = false;
+  }
+
+  get isReady() {
+    return this.ready && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.closedByUs = false;
+    this.ready = false;
+    this.handlers.onConnection("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.addEventListener("message", (message) => {
+      if (ws !== this.ws) return;
+      if (typeof message.data !== "string") {
+        this.handlers.onAudio(message.data);
+        return;
+      }
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      this.handle(event);
+    });
+    ws.addEventListener("close", (close) => {
+      if (ws !== this.ws) return;
+      const wasReady = this.ready;
+      this.ready = false;
+      this.ws = null;
+      if (this.closedByUs || close.code === 4401) {
+        this.handlers.onConnection("closed", close.code);
+        return;
+      }
+      this.handlers.onConnection("offline", close.code, wasReady);
+      this.scheduleReconnect();
+    });
+  }
+
+  handle(event) {
+    switch (event.type) {
+      case "hello":
+        this.sendJson({ type: "start", protocol: PROTOCOL, ...this.config });
+        break;
+      case "ready":
+        this.ready = true;
+        this.attempt = 0;
+        if (event.conversation) this.config.conversation_id = event.conversation.id;
+        this.handlers.onConnection("ready");
+        break;
+      case "conversation":
+        // A new conversation was created by the first turn: a reconnect must continue it.
+        this.config.conversation_id = event.id;
+        break;
+      default:
+        break;
+    }
+    this.handlers.onEvent(event);
+  }
+
+  scheduleReconnect() {
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay * (0.8 + Math.random() * 0.4));
+  }
+
+  sendJson(message) {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  // A command once the session has started (text, audio_end, interrupt, configure, ping).
+  send(message) {
+    return this.isReady && this.sendJson(message);
+  }
+
+  sendAudio(buffer) {
+    if (!this.isReady) return false;
+    this.ws.send(buffer);
+    return true;
+  }
+
+  // Change session fields; remembered for reconnects, sent at once when connected.
+  configure(fields) {
+    Object.assign(this.config, fields);
+    return this.send({ type: "configure", ...fields });
+  }
+
+  close() {
+    this.closedByUs = true;
+    clearTimeout(this.timer);
+    this.ws?.close(1000);
+  }
+}
