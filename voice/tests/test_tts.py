@@ -254,3 +254,12 @@ def test_patient_sender_waits_for_room_then_gives_up():
 
     with pytest.raises(services.RequesterGone):
         services.patient_sender(always_full, timeout=0.05)({"n": 1})
+
+
+def test_silence_engine_for_benchmarks_is_instant_and_silent():
+    from voice.tts.registry import get_tts_engine
+
+    engine = get_tts_engine("silence")
+    chunks = list(engine.stream("Hello."))
+    assert len(chunks) == 1 and set(chunks[0]) == {0} and len(chunks[0]) == 2 * engine.sample_rate // 10
+    assert list(engine.stream("   ")) == []

@@ -34,6 +34,10 @@ def _build(name: str) -> TTSEngine:
         from .espeak import EspeakEngine
 
         return EspeakEngine(settings.ESPEAK_VOICE)
+    if name == "silence":
+        from .silence import SilenceEngine
+
+        return SilenceEngine()
     raise TTSError(f"Unknown TTS engine {name!r}.", code="tts_engine_unknown")
 
 

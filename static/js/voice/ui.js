@@ -143,8 +143,8 @@ export function initVoice(chat) {
         chat.upsertConversation({ id: event.conversation_id, title: event.title });
         break;
       case "interrupted":
+        if (v.turn && event.turn_id !== null && v.turn.id === event.turn_id) markInterrupted(v.turn);
         v.player?.drop(event.turn_id ?? undefined);
-        if (v.turn && (event.turn_id === null || v.turn.id === event.turn_id) && !v.turn.done) finishTurn(t("interrupted"));
         ui.subtitle.textContent = "";
         break;
       case "error":
@@ -242,7 +242,7 @@ export function initVoice(chat) {
       text = t(`voice.${state}`);
     }
     if (ui.state.textContent !== text || ui.state.dataset.tone !== tone) showState(text, { tone });
-    if (state !== "speaking" && !v.player?.playing) ui.subtitle.textContent = "";
+    if (state === "idle" || state === "listening" || state === "offline") ui.subtitle.textContent = "";
 
     const handsfree = v.mode === "handsfree";
     ui.handsfree.setAttribute("aria-pressed", String(handsfree));
@@ -287,10 +287,18 @@ export function initVoice(chat) {
     render();
   }
 
+  // The reply was cut short (its text or its audio): say so under it.
+  function markInterrupted(turn) {
+    if (turn.interrupted || (turn.done && !v.player?.playing)) return;
+    turn.interrupted = true;
+    if (!turn.done) finishTurn(t("interrupted"));
+    else if (turn.text) chat.markNote(turn.node, t("interrupted"));
+  }
+
   function interrupt() {
     socket.send({ type: "interrupt" });
+    if (v.turn) markInterrupted(v.turn);
     v.player?.drop(v.turn?.id);
-    if (v.turn && !v.turn.done) finishTurn(t("interrupted"));
     ui.subtitle.textContent = "";
     render();
   }

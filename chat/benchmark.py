@@ -1,0 +1,462 @@
+"""The voice-loop benchmarks behind `manage.py benchmark` (see docs/benchmarks.md).
+
+Everything runs for real on this machine: a private Redis, daphne (one ASGI process), one Celery
+worker, a throw-away SQLite database shared by both, and the fake OpenAI-compatible server with a
+scripted time to first token and token rate. Clients are real WebSocket and HTTP clients.
+"""
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import websockets
+from django.conf import settings
+
+from chat.fake_llm import FakeLLMServer, Reply, tokenize
+
+ROOT = Path(settings.BASE_DIR)
+CSRF_TOKEN = "benchcsrftokenbenchcsrftoken1234"  # any 32 letters: cookie and header must match
+FIXTURES = ROOT / "voice" / "tests" / "fixtures"
+# ~60 tokens, several sentences (tokens as the fake server counts them).
+REPLY_60 = (
+    "Sure, here is a quick plan for the evening. First we cook a simple dinner together. "
+    "Then we take a short walk by the river and talk about the week. "
+    "Finally we read a chapter of a good book before going to sleep early tonight."
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+@dataclass
+class Stack:
+    """The processes a benchmark runs against."""
+
+    llm: FakeLLMServer
+    tts_engine: str
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mm-bench-")))
+    processes: dict = field(default_factory=dict)
+    port: int = 0
+    cookie: str = ""
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MYSQL_HOST", "MYSQL_DATABASE")}
+        env.update(
+            DJANGO_SETTINGS_MODULE="magicmirror.settings",
+            MAGICMIRROR_DOTENV="",
+            DEBUG="true",
+            SQLITE_PATH=str(self.tmp / "bench.sqlite3"),
+            MEDIA_ROOT=str(self.tmp / "media"),
+            REDIS_URL=self.redis_url,
+            CHANNEL_LAYER_PREFIX=f"mm-bench-{os.getpid()}",
+            VOICE_ASR_QUEUE=f"asr-bench-{os.getpid()}",
+            VOICE_TTS_QUEUE=f"tts-bench-{os.getpid()}",
+            LLM_API_KEY="sk-bench",
+            LLM_BASE_URL=self.llm.base_url,
+            LLM_MODEL="fake-model",
+            LLM_MAX_RETRIES="0",
+            VOICE_TTS_ENGINES=self.tts_engine,
+            RATELIMIT_ENABLE="false",
+            VOICE_MAX_AUDIO_RATE="2.0",
+            LOG_LEVEL="WARNING",
+        )
+        return env
+
+    def start(self):
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed (./dev services installs it).")
+        redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        self._spawn(
+            "redis",
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        )
+        wait_for_port(redis_port, self.processes["redis"])
+        env = self.env()
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        code = (
+            "from django.contrib.auth.models import User; from django.test import Client;"
+            "u = User.objects.create_user('bench', password='bench-pass-123');"
+            "c = Client(); c.force_login(u); print(c.cookies['sessionid'].value)"
+        )
+        out = subprocess.run(
+            [*manage, "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+        self.cookie = f"sessionid={out.stdout.strip().splitlines()[-1]}"
+        queues = f"default,{env['VOICE_ASR_QUEUE']},{env['VOICE_TTS_QUEUE']}"
+        worker = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-Q", queues]
+        worker += ["--pool=threads", "-c", "8", "-n", f"bench-{os.getpid()}@localhost", "-l", "warning"]
+        self._spawn("worker", worker, env)
+        self.port = free_port()
+        daphne = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "magicmirror.asgi:application",
+        ]
+        self._spawn("web", daphne, env)
+        wait_for_port(self.port, self.processes["web"])
+        self._wait_for_worker(env)
+
+    def _wait_for_worker(self, env):
+        code = (
+            "import sys, time; from magicmirror.celery import app; d = time.monotonic() + 120\n"
+            f"while not app.control.ping(destination=['bench-{os.getpid()}@localhost'], timeout=0.5):\n"
+            "    assert time.monotonic() < d, 'worker did not start'\n"
+        )
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+
+    def _spawn(self, name, command, env=None):
+        self.processes[name] = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def stop(self):
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- clients --------------------------------------------------------------------------------
+    async def socket(self):
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{self.port}/ws/voice/",
+            origin=f"http://127.0.0.1:{self.port}",
+            additional_headers={"Cookie": self.cookie},
+            max_size=2**24,
+        )
+        assert json.loads(await ws.recv())["type"] == "hello"
+        return ws
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={
+                "Cookie": f"{self.cookie}; csrftoken=benchcsrftokenbenchcsrftoken1234",
+                "X-CSRFToken": "benchcsrftokenbenchcsrftoken1234",
+            },
+            timeout=120,
+        )
+
+
+async def start_session(ws, **config):
+    await ws.send(json.dumps({"type": "start", "protocol": 1, **config}))
+    while json.loads(await ws.recv())["type"] != "ready":
+        pass
+
+
+async def typed_turn(ws, text) -> dict:
+    """Send a typed message; return the times (s) of the first audio frame and the end of the turn."""
+    sent = time.perf_counter()
+    first_audio = reply_done = None
+    await ws.send(json.dumps({"type": "text", "text": text}))
+    async for message in ws:
+        now = time.perf_counter()
+        if isinstance(message, bytes):
+            first_audio = first_audio or now - sent
+            continue
+        event = json.loads(message)
+        if event["type"] == "error":
+            raise RuntimeError(f"{event['code']}: {event['message']}")
+        if event["type"] == "reply_done":
+            reply_done = now - sent
+        if event["type"] == "audio_done" or (event["type"] == "state" and event["state"] == "idle" and reply_done):
+            return {"first_audio": first_audio, "reply_done": reply_done, "end": now - sent}
+    raise RuntimeError("socket closed mid-turn")
+
+
+# -- 1. time to first audio -----------------------------------------------------------------------
+async def ttfa_streamed(stack, runs):
+    ws = await stack.socket()
+    try:
+        await start_session(ws, voice_output=True, conversation_id=None)
+        results = []
+        for _ in range(runs):
+            stack.llm.queue(Reply(REPLY_60, ttft=0.3, tokens_per_s=30))
+            results.append((await typed_turn(ws, "Plan my evening"))["first_audio"] * 1000)
+            await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
+            while json.loads(await ws.recv())["type"] != "ready":
+                pass
+        return results
+    finally:
+        await ws.close()
+
+
+async def ttfa_whole(stack, runs):
+    """The original design: the whole reply from the LLM, then whole-text TTS, then send."""
+    results = []
+    async with stack.http() as client:
+        for _ in range(runs):
+            stack.llm.queue(Reply(REPLY_60, ttft=0.3, tokens_per_s=30))
+            started = time.perf_counter()
+            text = []
+            async with client.stream("POST", "/api/chat", json={"message": "Plan my evening"}) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        event = json.loads(line[6:])
+                        if event["type"] == "delta":
+                            text.append(event["text"])
+                        if event["type"] in ("done", "error"):
+                            break
+            async with client.stream("POST", "/api/tts", json={"text": "".join(text)}) as response:
+                async for _ in response.aiter_bytes():
+                    results.append((time.perf_counter() - started) * 1000)
+                    break
+    return results
+
+
+def ttfa_floor(runs):
+    """The LLM's time to the end of its first speakable piece plus the engine's own first chunk."""
+    import openai
+
+    from chat.services.sentences import SentenceSplitter
+    from voice.tts.registry import get_tts_engine
+
+    engine = get_tts_engine("piper")
+    list(engine.stream("Warm up."))
+    results = []
+    with FakeLLMServer(api_key="sk-floor") as llm:
+        client = openai.OpenAI(api_key="sk-floor", base_url=llm.base_url, max_retries=0)
+        for _ in range(runs):
+            llm.queue(Reply(REPLY_60, ttft=0.3, tokens_per_s=30))
+            splitter = SentenceSplitter(
+                max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
+            )
+            started = time.perf_counter()
+            piece = None
+            stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces = splitter.feed(chunk.choices[0].delta.content)
+                    if pieces:
+                        piece = pieces[0]
+                        break
+            llm_ms = (time.perf_counter() - started) * 1000
+            stream.close()
+            tts_started = time.perf_counter()
+            next(iter(engine.stream(piece)))
+            results.append(llm_ms + (time.perf_counter() - tts_started) * 1000)
+    return results
+
+
+# -- 2. transcript latency ------------------------------------------------------------------------
+def speech_pcm(seconds: float) -> bytes:
+    """About `seconds` of espeak-ng Korean speech from the fixtures, repeated."""
+    parts = []
+    for name in ("hello.wav", "thanks.wav"):
+        with wave.open(str(FIXTURES / name)) as w:
+            parts.append(w.readframes(w.getnframes()))
+    pcm, index = b"", 0
+    while len(pcm) < seconds * 32000:
+        pcm += parts[index % 2]
+        index += 1
+    return pcm[: int(seconds * 32000) // 2 * 2]
+
+
+async def transcript_streamed(stack, seconds, runs):
+    pcm = speech_pcm(seconds)
+    results = []
+    ws = await stack.socket()
+    try:
+        await start_session(ws, voice_output=False, mode="ptt")
+        for _ in range(runs):
+            step = 3200
+            next_at = time.perf_counter()
+            for start in range(0, len(pcm), step):
+                await ws.send(pcm[start : start + step])
+                next_at += 0.1
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))  # a microphone's pace
+            ended = time.perf_counter()
+            await ws.send(json.dumps({"type": "audio_end"}))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    continue
+                event = json.loads(message)
+                if event["type"] == "final":
+                    results.append((time.perf_counter() - ended) * 1000)
+                    break
+                if event["type"] == "error":
+                    raise RuntimeError(event)
+            await ws.send(json.dumps({"type": "interrupt"}))  # skip the reply: only the transcript counts
+            async for message in ws:
+                if not isinstance(message, bytes) and json.loads(message)["type"] == "interrupted":
+                    break
+    finally:
+        await ws.close()
+    return results
+
+
+async def transcript_whole(stack, seconds, runs):
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(speech_pcm(seconds))
+    data = buf.getvalue()
+    results = []
+    async with stack.http() as client:
+        for _ in range(runs):
+            started = time.perf_counter()
+            response = await client.post("/api/recognize", files={"audio": ("clip.wav", data, "audio/wav")})
+            response.raise_for_status()
+            results.append((time.perf_counter() - started) * 1000)
+    return results
+
+
+# -- 3 and 4. orchestration overhead and concurrency ----------------------------------------------
+async def overhead(stack, runs):
+    """Turn time with an instant LLM and the instant `silence` engine: all of it is orchestration."""
+    ws = await stack.socket()
+    try:
+        await start_session(ws, voice_output=True)
+        results = []
+        for _ in range(runs):
+            stack.llm.queue(Reply("Okay. Done."))
+            results.append((await typed_turn(ws, "ping"))["end"] * 1000)
+        return results
+    finally:
+        await ws.close()
+
+
+async def concurrency(stack, sessions, turns_per_session):
+    reply = "Okay, noted. Anything else?"
+    llm_seconds = len(tokenize(reply)) / 200
+    stack.llm.default = Reply(reply, tokens_per_s=200)
+    overheads, errors = [], 0
+
+    async def one():
+        nonlocal errors
+        try:
+            ws = await stack.socket()
+        except Exception:
+            errors += turns_per_session
+            return
+        try:
+            await start_session(ws, voice_output=False)
+            for _ in range(turns_per_session):
+                try:
+                    result = await typed_turn(ws, "hello")
+                    overheads.append((result["end"] - llm_seconds) * 1000)
+                except Exception:
+                    errors += 1
+        finally:
+            await ws.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(sessions)))
+    elapsed = time.perf_counter() - started
+    return {
+        "turns_per_s": len(overheads) / elapsed,
+        "p50": percentile(overheads, 50),
+        "p95": percentile(overheads, 95),
+        "p99": percentile(overheads, 99),
+        "errors": errors,
+    }
+
+
+# -- the run --------------------------------------------------------------------------------------
+def run(quick: bool, out=print) -> dict:
+    runs = 3 if quick else 7
+    results: dict[str, float] = {}
+    with ExitStack() as stack_guard:
+        llm = stack_guard.enter_context(FakeLLMServer(api_key="sk-bench"))
+        stack = Stack(llm=llm, tts_engine="piper")
+        stack.start()
+        stack_guard.callback(stack.stop)
+        out("stack up: daphne, celery worker, redis, fake LLM (300 ms to first token, 30 tokens/s)")
+
+        streamed = asyncio.run(ttfa_streamed(stack, runs))
+        whole = asyncio.run(ttfa_whole(stack, runs))
+        floor = ttfa_floor(runs)
+        results.update(
+            ttfa_streamed_ms=statistics.median(streamed),
+            ttfa_whole_ms=statistics.median(whole),
+            ttfa_floor_ms=statistics.median(floor),
+        )
+        results["ttfa_ratio"] = results["ttfa_streamed_ms"] / results["ttfa_whole_ms"]
+        results["ttfa_overhead_ms"] = results["ttfa_streamed_ms"] - results["ttfa_floor_ms"]
+        results["ttfa_streamed_p95_ms"] = percentile(streamed, 95)
+
+        lengths = (2, 5) if quick else (2, 5, 10)
+        for seconds in lengths:
+            results[f"final_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_streamed(stack, seconds, runs)))
+            results[f"whole_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_whole(stack, seconds, runs)))
+        results["web_peak_mb"] = peak_rss_mb(stack.processes["web"].pid)
+        results["worker_peak_mb"] = peak_rss_mb(stack.processes["worker"].pid)
+        stack.stop()
+        stack_guard.pop_all()
+
+        silent = Stack(llm=llm, tts_engine="silence")
+        silent.start()
+        try:
+            values = asyncio.run(overhead(silent, runs * 5))
+            results["overhead_p50_ms"] = percentile(values, 50)
+            results["overhead_p95_ms"] = percentile(values, 95)
+            for sessions in (50,) if quick else (50, 100, 200):
+                figures = asyncio.run(concurrency(silent, sessions, 2 if quick else 3))
+                results[f"sessions_{sessions}_turns_per_s"] = figures["turns_per_s"]
+                results[f"sessions_{sessions}_p50_ms"] = figures["p50"]
+                results[f"sessions_{sessions}_p95_ms"] = figures["p95"]
+                results[f"sessions_{sessions}_p99_ms"] = figures["p99"]
+                results[f"sessions_{sessions}_errors"] = figures["errors"]
+            results["web_peak_mb"] = max(results["web_peak_mb"], peak_rss_mb(silent.processes["web"].pid))
+        finally:
+            silent.stop()
+    return results

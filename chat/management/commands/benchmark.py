@@ -1,0 +1,56 @@
+import json
+import platform
+
+from django.core.management.base import BaseCommand, CommandError
+
+from chat import benchmark
+
+TARGETS = {
+    "ttfa_ratio": ("<=", 0.30),
+    "ttfa_overhead_ms": ("<", 30),
+    "final_ms_2s": ("<", 150),
+    "final_ms_5s": ("<", 150),
+    "final_ms_10s": ("<", 150),
+    "overhead_p50_ms": ("<", 20),
+    "overhead_p95_ms": ("<", 50),
+    "sessions_200_errors": ("<=", 0),
+    "sessions_200_p99_ms": ("<", 250),
+}
+
+
+def machine() -> str:
+    import os
+
+    system = f"{platform.system()} {platform.release()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+
+
+class Command(BaseCommand):
+    help = "Measure the voice loop (time to first audio, transcript latency, overhead, concurrency) and print a table."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quick", action="store_true", help="A reduced set (under two minutes).")
+        parser.add_argument("--json", metavar="FILE", help='Also write {"machine": ..., "results": {...}} to FILE.')
+
+    def handle(self, *args, quick=False, json=None, **options):
+        try:
+            results = benchmark.run(quick=quick, out=self.stdout.write)
+        except (RuntimeError, OSError) as exc:
+            raise CommandError(f"The benchmark could not run: {exc}") from exc
+        self.stdout.write(f"\nmachine: {machine()}\n")
+        self.stdout.write(f"{'figure':<28}{'value':>12}  target")
+        for name, value in results.items():
+            target = TARGETS.get(name)
+            verdict = ""
+            if target:
+                op, limit = target
+                ok = value <= limit if op == "<=" else value < limit
+                verdict = f"{op} {limit:g}  {'met' if ok else 'MISSED'}"
+            self.stdout.write(f"{name:<28}{value:>12.2f}  {verdict}")
+        if json:
+            with open(json, "w") as fh:
+                fh.write(_dumps({"machine": machine(), "results": results}))
+
+
+def _dumps(data) -> str:
+    return json.dumps(data, indent=2)
