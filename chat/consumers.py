@@ -5,6 +5,7 @@ import logging
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from magicmirror import metrics
 from magicmirror.errors import ApplicationError
 
 from .services.voice_session import PROTOCOL_VERSION, SessionError, VoiceSession
@@ -31,11 +32,15 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
         self.session = VoiceSession(user=user, emit=self.emit, send_audio=self.send_audio, vad_factory=_vad_factory)
+        metrics.session_opened()
         await self.emit({"type": "hello", "protocol": PROTOCOL_VERSION})
 
     async def disconnect(self, code):
         if self.session is not None:
-            await self.session.close()
+            try:
+                await self.session.close()
+            finally:
+                metrics.session_closed()
 
     async def emit(self, event: dict):
         await self.send(text_data=json.dumps(event, ensure_ascii=False))

@@ -123,6 +123,18 @@ def turn_context(turn_id: str | None = None):
     return log_context(turn_id=turn_id or new_turn_id())
 
 
+def bind_turn(turn_id: str | None = None) -> str:
+    """Tag the rest of the current asyncio task (and tasks it creates) with a turn id; returns it.
+
+    For the first line of a task that runs one turn (no reset needed: the task's context ends with it).
+    """
+    from .logging import turn_id_var
+
+    turn_id = turn_id or new_turn_id()
+    turn_id_var.set(turn_id)
+    return turn_id
+
+
 class Stopwatch:
     """`clock = Stopwatch()`; later `clock.seconds()` (monotonic)."""
 

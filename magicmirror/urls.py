@@ -11,7 +11,7 @@ from speakers.urls import api_urlpatterns as speakers_api
 from voice.tts_api import tts_api_urlpatterns
 from voice.urls import api_urlpatterns as voice_api
 
-from . import accounts, health
+from . import accounts, health, metrics
 
 handler400 = "magicmirror.views.bad_request"
 handler404 = "magicmirror.views.not_found"
@@ -46,6 +46,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("health", health.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]
 # MEDIA_ROOT is never served as such: reference voices are private, served per owner through
 # /api/speakers/<id>/audio (and to staff through the admin).

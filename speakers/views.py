@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -22,5 +24,8 @@ def profile(request):
             "speaker_max_seconds": settings.SPEAKER_MAX_SECONDS,
             "speaker_max_upload_bytes": settings.SPEAKER_MAX_UPLOAD_BYTES,
             "speaker_max_upload_mb": settings.SPEAKER_MAX_UPLOAD_BYTES // (1024 * 1024),
+            # Only CosyVoice2 clones a voice from a clip; the CPU engines speak in their own voice.
+            "voice_cloning": settings.VOICE_TTS_ENGINES[:1] == ["cosyvoice2"]
+            and Path(settings.COSYVOICE_MODEL_DIR).is_dir(),
         },
     )

@@ -22,10 +22,6 @@ BROWSER_PASSWORD = "correct-horse-9"
 ARTIFACTS = Path(os.environ.get("MM_BROWSER_ARTIFACTS", tempfile.gettempdir())) / "mm-browser"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "browser: drives Debian's Chromium through Selenium (chromium, chromium-driver)")
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

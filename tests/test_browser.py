@@ -100,7 +100,9 @@ def test_push_to_talk_with_the_fake_microphone(browser, browser_server, fake_llm
     mic = css(browser, "#mic-button")
     ActionChains(browser).click_and_hold(mic).perform()
     wait(browser, lambda d: css(d, "#mic-button").get_attribute("aria-pressed") == "true", 5)
-    time.sleep(3)  # hold the button while the fixture speaks (2.6 s of speech)
+    held_at = time.monotonic()
+    wait(browser, lambda d: css(d, "#voice-caption").text.strip(), 10, "live partial caption")
+    time.sleep(max(0.0, 3 - (time.monotonic() - held_at)))  # hold while the fixture speaks (2.6 s)
     ActionChains(browser).release(mic).perform()
     user_message = wait(browser, lambda d: csss(d, ".msg-user .msg-text"), message="final transcript")[0]
     assert user_message.text.strip()
@@ -158,3 +160,22 @@ def test_chinese_by_default_and_switch_to_english(browser, browser_server):
     screenshot(browser, "chat-en")
     css(browser, ".lang-switch button[value=zh-hans]").click()
     wait(browser, lambda d: js(d, "return document.documentElement.lang") == "zh-hans", 10)
+
+
+def test_record_a_voice_in_the_browser_and_auto_fill_its_transcript(browser, browser_server):
+    browser.get(f"{browser_server}/accounts/profile/")
+    if "/accounts/login/" in browser.current_url:
+        log_in(browser, browser_server)
+        browser.get(f"{browser_server}/accounts/profile/")
+    assert css(browser, "#cloning-note").is_displayed()  # Piper does not clone voices
+    css(browser, "#record-button").click()
+    wait(browser, lambda d: css(d, "#record-button").get_attribute("aria-pressed") == "true", 10)
+    time.sleep(3)  # the fake microphone speaks
+    css(browser, "#record-button").click()
+    wait(browser, lambda d: css(d, "#record-preview").is_displayed(), 10)
+    css(browser, "#autofill-button").click()
+    wait(browser, lambda d: css(d, "#speaker-prompt").get_attribute("value").strip(), message="auto-filled transcript")
+    css(browser, "#speaker-name").send_keys("Fixture")
+    screenshot(browser, "profile-recorded")
+    css(browser, "#speaker-submit").click()
+    wait(browser, lambda d: any(e.text == "Fixture" for e in csss(d, ".speaker-name")), message="voice added")

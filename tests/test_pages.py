@@ -1,5 +1,6 @@
 """The server-rendered pages: accounts, chat, profile, error pages, language switch, static files."""
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -337,7 +338,8 @@ def test_csrf_failure_page(user):
 
 # --- Static files --------------------------------------------------------------------------------
 
-JS_IMPORT = re.compile(r'^import .* from "\./([^"]+)";$', re.MULTILINE)
+JS_IMPORT = re.compile(r'^import .* from "(\.{1,2}/[^"]+)";$', re.MULTILINE)
+JS_URL = re.compile(r'new URL\("(\.{1,2}/[^"]+)", import\.meta\.url\)')  # e.g. the AudioWorklet module
 
 
 def test_static_files_referenced_by_the_pages_exist_and_are_served(client, user):
@@ -352,14 +354,17 @@ def test_static_files_referenced_by_the_pages_exist_and_are_served(client, user)
     # The modules those pages load import others by relative path: follow them too.
     pending = [ref for ref in referenced if ref.endswith(".js")]
     while pending:
-        source = finders.find(pending.pop()[len(prefix) :])
-        assert source, "a referenced module is missing"
-        for name in JS_IMPORT.findall(Path(source).read_text()):
-            url = static(f"js/{name}")
+        module = pending.pop()[len(prefix) :]
+        source = finders.find(module)
+        assert source, f"a referenced module is missing: {module}"
+        text = Path(source).read_text()
+        for name in JS_IMPORT.findall(text) + JS_URL.findall(text):
+            url = static(posixpath.normpath(posixpath.join(posixpath.dirname(module), name)))
             if url not in referenced:
                 referenced.add(url)
                 pending.append(url)
     assert static("js/sse.js") in referenced and static("js/api.js") in referenced
+    assert static("js/voice/capture-worklet.js") in referenced and static("js/voice/recorder.js") in referenced
 
     for url in sorted(referenced):
         assert finders.find(url[len(prefix) :]), url

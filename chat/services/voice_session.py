@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat.models import Message
 from chat.selectors import conversation_get
+from magicmirror import metrics
 from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
 from voice import inbox, jobs
@@ -113,11 +115,13 @@ class Utterance:
         self.channel: str | None = None
         self.seconds = 0.0
         self.ended = False
+        self.ended_at: float | None = None
+        self.turn_log_id = metrics.new_turn_id()  # joins web and worker log lines of this turn
         self.listener: asyncio.Task | None = None
 
     async def start(self, phrases):
         self.channel = await jobs.new_reply_channel()
-        self.job_id = await jobs.asr_start(reply_to=self.channel, phrases=phrases)
+        self.job_id = await jobs.asr_start(reply_to=self.channel, phrases=phrases, turn_id=self.turn_log_id)
         self.listener = asyncio.create_task(self._listen())
 
     async def feed(self, pcm16k: bytes):
@@ -127,16 +131,47 @@ class Utterance:
     async def end(self):
         if not self.ended:
             self.ended = True
+            self.ended_at = time.monotonic()
             await inbox.audio_end(self.job_id)
+
+    async def _messages(self):
+        """The job's messages. While the user is still talking a recogniser may rightly say nothing
+        for a long time (silence, no new words), so the job's silence only counts once the
+        utterance has ended: then the final must come within VOICE_JOB_IDLE_TIMEOUT."""
+        layer = get_channel_layer()
+        pending = None
+        quiet_since = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(layer.receive(self.channel))
+                done, _ = await asyncio.wait({pending}, timeout=0.25)
+                if not done:
+                    if self.ended:
+                        quiet_since = quiet_since or time.monotonic()
+                        if time.monotonic() - quiet_since > settings.VOICE_JOB_IDLE_TIMEOUT:
+                            raise jobs.JobTimeout(f"The recognition job {self.job_id} went quiet.")
+                    continue
+                message, pending, quiet_since = pending.result(), None, None
+                if message.get("job_id") != self.job_id:
+                    continue
+                yield message
+                if message["type"] in jobs.TERMINAL_TYPES:
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _listen(self):
         session = self.session
         try:
-            async for message in jobs.job_messages(self.channel, self.job_id):
+            async for message in self._messages():
                 kind = message["type"]
                 if kind == "voice.asr.partial":
                     await session.emit({"type": "partial", "utterance_id": self.id, "text": message["text"]})
                 elif kind == "voice.asr.final":
+                    if self.ended_at is not None:
+                        metrics.observe_transcript_latency(time.monotonic() - self.ended_at)
                     await session.on_final(self, message["text"])
                 elif kind == "voice.asr.error":
                     await session.on_utterance_error(self, message["code"], message["message"])
@@ -160,8 +195,9 @@ class SentenceAudio:
 class ReplySpeaker:
     """Speaks a reply sentence by sentence, in order, prefetching the next sentence's synthesis."""
 
-    def __init__(self, session: "VoiceSession", turn_id: int, speaker_id):
+    def __init__(self, session: "VoiceSession", turn_id: int, speaker_id, input_ended_at=None, source="text"):
         self.session, self.turn_id, self.speaker_id = session, turn_id, speaker_id
+        self.input_ended_at, self.source = input_ended_at, source
         self.sentences: asyncio.Queue[SentenceAudio | None] = asyncio.Queue()
         self.spoken: list[str] = []  # sentences whose audio reached the client (fully or partly)
         self.failed = False
@@ -224,6 +260,9 @@ class ReplySpeaker:
                         await session.emit(event)
                         await session.set_state("speaking")
                     await self._pace()
+                    if self.input_ended_at is not None:
+                        metrics.observe_ttfa(time.monotonic() - self.input_ended_at, self.source)
+                        self.input_ended_at = None  # the first audio of the turn only
                     await session.send_audio(
                         AUDIO_HEADER.pack(self.turn_id, sentence.id, message["seq"]) + message["pcm"]
                     )
@@ -426,7 +465,13 @@ class VoiceSession:
             if self._turn_task is None or self._turn_task.done():
                 await self.set_state("idle")
             return
-        await self.start_turn(text, Message.Source.VOICE, utterance_id=utterance.id)
+        await self.start_turn(
+            text,
+            Message.Source.VOICE,
+            utterance_id=utterance.id,
+            input_ended_at=utterance.ended_at,
+            log_turn_id=utterance.turn_log_id,
+        )
 
     async def on_utterance_error(self, utterance: Utterance, code: str, message: str):
         if self._utterance is utterance:
@@ -438,17 +483,26 @@ class VoiceSession:
     # -- turns ------------------------------------------------------------------------------------
     async def text(self, text):
         text = message_text_clean(text)
-        await self.start_turn(text, Message.Source.TEXT)
+        await self.start_turn(text, Message.Source.TEXT, input_ended_at=time.monotonic())
 
-    async def start_turn(self, text: str, source: str, utterance_id=None):
+    async def start_turn(self, text: str, source: str, utterance_id=None, input_ended_at=None, log_turn_id=None):
         if self._turn_task is not None and not self._turn_task.done():
             await self.interrupt()  # one turn at a time: new input replaces the running reply
         self._turn_id += 1
         await self.set_state("thinking")
-        self._turn_task = asyncio.create_task(self._run_turn(self._turn_id, text, source, utterance_id))
+        self._turn_task = asyncio.create_task(
+            self._run_turn(
+                self._turn_id, text, source, utterance_id, input_ended_at, log_turn_id or metrics.new_turn_id()
+            )
+        )
 
-    async def _run_turn(self, turn_id: int, text: str, source: str, utterance_id):
-        speaker = ReplySpeaker(self, turn_id, self.speaker_id) if self.voice_output else None
+    async def _run_turn(self, turn_id: int, text: str, source: str, utterance_id, input_ended_at, log_turn_id):
+        metrics.bind_turn(log_turn_id)  # this task and its children: logs and voice jobs carry the id
+        speaker = (
+            ReplySpeaker(self, turn_id, self.speaker_id, input_ended_at=input_ended_at, source=source)
+            if self.voice_output
+            else None
+        )
         self._speaker = speaker
         splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS

@@ -297,3 +297,22 @@ def test_session_gauge_and_voice_latency_calls():
     metrics.observe_transcript_latency(0.3)
     assert sample("mm_time_to_first_audio_seconds_count", source="voice") == ttfa + 1
     assert sample("mm_transcript_latency_seconds_count") == transcript + 1
+
+
+async def test_bind_turn_tags_the_task_and_its_children():
+    import asyncio
+
+    from magicmirror.logging import current_turn_id
+
+    async def turn():
+        turn_id = metrics.bind_turn()
+        child = asyncio.create_task(asyncio.sleep(0, result=None))
+        await child
+        return turn_id, current_turn_id(), await asyncio.create_task(_current())
+
+    async def _current():
+        return current_turn_id()
+
+    turn_id, seen, in_child = await asyncio.create_task(turn())
+    assert turn_id and seen == turn_id and in_child == turn_id
+    assert current_turn_id() is None  # the caller's context is untouched

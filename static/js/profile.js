@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { h, statusLine } from "./dom.js";
 import { errorMessage, loadStrings, t } from "./i18n.js";
+import { ClipRecorder, recordingSupported } from "./voice/recorder.js";
 
 loadStrings();
 
@@ -132,6 +133,7 @@ ui.form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearFieldErrors();
   const data = new FormData(ui.form);
+  if (recorded) data.set("audio", recorded, recorded.name);
   const file = data.get("audio");
   const maxBytes = Number(ui.form.dataset.maxBytes) || Infinity;
   if (file && file.size > maxBytes) return showUploadError({ code: "audio_too_large" });
@@ -143,6 +145,7 @@ ui.form.addEventListener("submit", async (event) => {
   try {
     const speaker = await api("/api/speakers", { method: "POST", body: data });
     ui.form.reset();
+    setRecording(null);
     await refreshSpeakers();
     speakerStatus(t("added", { name: speaker.name }), { tone: "success", clearAfter: 5000 });
   } catch (error) {
@@ -151,6 +154,101 @@ ui.form.addEventListener("submit", async (event) => {
   } finally {
     ui.submit.disabled = false;
     ui.form.removeAttribute("aria-busy");
+  }
+});
+
+// --- Recording in the browser and auto-filled transcripts -----------------------------------
+
+const rec = {
+  button: $("record-button"),
+  label: $("record-label"),
+  time: $("record-time"),
+  preview: $("record-preview"),
+  discard: $("record-discard"),
+  file: $("speaker-audio"),
+  prompt: $("speaker-prompt"),
+  autofill: $("autofill-button"),
+};
+const recorder = new ClipRecorder();
+let recorded = null; // the File recorded here, uploaded instead of the file input's
+let recordTimer = 0;
+
+function setRecording(file) {
+  recorded = file;
+  if (rec.preview.src) URL.revokeObjectURL(rec.preview.src);
+  rec.preview.hidden = !file;
+  rec.discard.hidden = !file;
+  if (file) rec.preview.src = URL.createObjectURL(file);
+  else rec.preview.removeAttribute("src");
+  rec.file.required = !file; // a recording replaces the file
+  rec.time.textContent = "";
+}
+
+if (!recordingSupported()) rec.button.hidden = true;
+
+rec.button.addEventListener("click", async () => {
+  clearFieldErrors();
+  if (recorder.recording) {
+    clearInterval(recordTimer);
+    const file = await recorder.stop();
+    rec.button.setAttribute("aria-pressed", "false");
+    rec.label.textContent = t("record");
+    setRecording(file);
+    rec.file.value = "";
+    speakerStatus(t("recorded"), { tone: "success", clearAfter: 5000 });
+    return;
+  }
+  try {
+    await recorder.start();
+  } catch (error) {
+    speakerStatus(errorMessage(error), { tone: "error" });
+    return;
+  }
+  setRecording(null);
+  const started = Date.now();
+  rec.button.setAttribute("aria-pressed", "true");
+  rec.label.textContent = t("stopRecording");
+  speakerStatus(t("recording"));
+  const tick = () => {
+    rec.time.textContent = t("seconds", { seconds: ((Date.now() - started) / 1000).toFixed(1) });
+  };
+  tick();
+  recordTimer = setInterval(tick, 200);
+});
+rec.discard.addEventListener("click", () => {
+  setRecording(null);
+  rec.button.focus();
+});
+rec.file.addEventListener("change", () => {
+  if (rec.file.files.length) setRecording(null);
+});
+
+rec.autofill.addEventListener("click", async () => {
+  const clip = recorded || rec.file.files[0];
+  if (!clip) {
+    speakerStatus(t("noClip"), { tone: "error" });
+    return;
+  }
+  const body = new FormData();
+  body.append("audio", clip, clip.name || "recording.webm");
+  rec.autofill.disabled = true;
+  rec.autofill.setAttribute("aria-busy", "true");
+  speakerStatus(t("recognizing"));
+  try {
+    const { text } = await api("/api/recognize", { method: "POST", body });
+    if (text) {
+      rec.prompt.value = text;
+      fieldError("prompt_text", "");
+      speakerStatus(t("recognized"), { tone: "success", clearAfter: 6000 });
+      rec.prompt.focus();
+    } else {
+      speakerStatus(t("nothingRecognized"), { tone: "error" });
+    }
+  } catch (error) {
+    speakerStatus(errorMessage(error), { tone: "error" });
+  } finally {
+    rec.autofill.disabled = false;
+    rec.autofill.removeAttribute("aria-busy");
   }
 });
 
