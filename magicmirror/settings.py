@@ -209,6 +209,7 @@ LOGOUT_REDIRECT_URL = "login"
 # Rate limits (django-ratelimit syntax "count/period").
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="10/m")
 RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")
+RATELIMIT_TTS = env.str("RATELIMIT_TTS", default="30/m")
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_VIEW = "magicmirror.views.ratelimited"
 

@@ -226,8 +226,7 @@ class Command(BaseCommand):
         elif "error" in workers:
             out("Workers: " + workers["error"])
         else:
-            if not workers["workers"]:
-                out("Workers: none answered.")
+            out(f"Workers: {len(workers['workers']) or 'none'} answered.")
             for name, worker in sorted(workers["workers"].items()):
                 answer = worker["engines"] or {}
                 loaded = answer.get("engines", {})
