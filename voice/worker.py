@@ -34,8 +34,7 @@ def preload_engines(parts=None) -> dict:
         if part not in parts:
             continue
         try:
-            engine = get()
-            engine.warm_up()
+            engine = _warm(part, get)
         except Exception as exc:
             logger.exception("Could not load the %s engine", part)
             errors[part] = str(exc)
@@ -46,6 +45,23 @@ def preload_engines(parts=None) -> dict:
     if errors:
         LOADED["errors"] = {**LOADED.get("errors", {}), **errors}
     return loaded
+
+
+def _warm(part, get):
+    """Load and warm the engine; a TTS engine that fails here gives way to the next in the chain."""
+    from .tts.registry import mark_failed
+
+    while True:
+        engine = get()
+        try:
+            engine.warm_up()
+        except Exception as exc:
+            if part != "tts":
+                raise
+            logger.exception("TTS engine %s failed to warm up; trying the next in VOICE_TTS_ENGINES", engine.name)
+            mark_failed(engine, exc)  # get() raises TTSError once no engine is left
+            continue
+        return engine
 
 
 def _preload_once():

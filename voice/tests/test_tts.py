@@ -263,3 +263,37 @@ def test_silence_engine_for_benchmarks_is_instant_and_silent():
     chunks = list(engine.stream("Hello."))
     assert len(chunks) == 1 and set(chunks[0]) == {0} and len(chunks[0]) == 2 * engine.sample_rate // 10
     assert list(engine.stream("   ")) == []
+
+
+def test_an_engine_failing_at_warm_up_gives_way_to_the_next(settings, monkeypatch):
+    """CosyVoice2 loads its model lazily: a GPU failure at worker start must not leave the chain stuck."""
+    from voice import worker
+    from voice.tts import registry
+    from voice.tts.base import TTSEngine
+
+    class LoadsLazilyThenFails(TTSEngine):
+        name = "cosyvoice2"
+
+        def default_voice_name(self):
+            return "x"
+
+        def stream(self, text, voice=None):
+            yield b""
+
+        def warm_up(self):
+            raise RuntimeError("CUDA error: out of memory")
+
+    real_build = registry._build
+    monkeypatch.setattr(
+        registry, "_build", lambda name: LoadsLazilyThenFails() if name == "cosyvoice2" else real_build(name)
+    )
+    registry.reset()
+    settings.VOICE_TTS_ENGINES = ["cosyvoice2", "piper"]
+    try:
+        loaded = worker.preload_engines(["tts"])
+        assert loaded["tts"]["engine"] == "piper"
+        assert registry.get_tts_engine().name == "piper"
+        with pytest.raises(registry.TTSError):
+            registry.get_tts_engine("cosyvoice2")
+    finally:
+        registry.reset()

@@ -96,6 +96,21 @@ def get_tts_engine(name: str | None = None) -> TTSEngine:
     )
 
 
+def mark_failed(engine: TTSEngine, error: Exception) -> None:
+    """An engine that loaded but then failed (e.g. CosyVoice2's lazy model load at warm-up): drop
+    it, so the chain goes on to the next engine for this process."""
+    with _lock:
+        for key, loaded in list(_engines.items()):
+            if loaded is engine:
+                del _engines[key]
+        key = canonical_name(engine.name)
+        _failures[key] = (
+            error
+            if isinstance(error, TTSError)
+            else TTSError(f"{key} failed to load: {error}", code="tts_engine_failed")
+        )
+
+
 def loaded_engines() -> dict[str, TTSEngine]:
     """Engines loaded in this process so far (by name; `default` is the chain's choice)."""
     return dict(_engines)
