@@ -104,8 +104,14 @@ def test_push_to_talk_with_the_fake_microphone(browser, browser_server, fake_llm
     wait(browser, lambda d: css(d, "#voice-caption").text.strip(), 10, "live partial caption")
     time.sleep(max(0.0, 3 - (time.monotonic() - held_at)))  # hold while the fixture speaks (2.6 s)
     ActionChains(browser).release(mic).perform()
-    user_message = wait(browser, lambda d: csss(d, ".msg-user .msg-text"), message="final transcript")[0]
-    assert user_message.text.strip()
+    # textContent: WebElement.text is empty for an element scrolled out of view.
+    texts = wait(
+        browser,
+        lambda d: [t for e in csss(d, ".msg-user .msg-text") if (t := e.get_attribute("textContent").strip())],
+        30,
+        "final transcript",
+    )
+    assert texts[0]
     wait(browser, lambda d: any("spoken answer" in t for t in assistant_texts(d)), message="reply")
     wait(browser, lambda d: stats(d)["chunksPlayed"] > 0, message="reply audio played")
     screenshot(browser, "push-to-talk")
