@@ -1,25 +1,55 @@
-"""Fixtures for the real-browser tests (tests/test_browser.py): a daphne server of their own and
-Debian's Chromium driven by Selenium through /usr/bin/chromedriver (nothing is downloaded)."""
+"""Fixtures for the real-browser tests (tests/test_browser.py): a live daphne server and Debian's
+Chromium (/usr/bin/chromium) driven by Playwright's sync API (Playwright's own browser download is
+never used: `playwright install` is not needed, and cannot work here).
+
+The server runs in one of two modes, picked by `browser_server`:
+
+- services (the test run has REDIS_URL, so settings.VOICE_JOBS_IN_PROCESS is False): daphne against
+  the run's test database and Redis, with the session's real Celery worker doing ASR and TTS. Tests
+  register their own users through the UI; they are django_db(transaction=True), so the database is
+  flushed after each.
+- embedded (no Redis): daphne on the embedded default with a SQLite file of its own, voice jobs
+  in-process.
+"""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 FAKE_MIC_WAV = ROOT / "voice" / "tests" / "fixtures" / "hello_padded.wav"
-BROWSER_USER = "ada"
-BROWSER_PASSWORD = "correct-horse-9"
-# Where screenshots go (look at them; never commit them).
-ARTIFACTS = Path(os.environ.get("MM_BROWSER_ARTIFACTS", tempfile.gettempdir())) / "mm-browser"
+SPEAKER_WAV = ROOT / "voice" / "tests" / "fixtures" / "hello.wav"
+PASSWORD = "correct-horse-9"
+# Where screenshots go (var/ is git-ignored): look at them; never commit them.
+ARTIFACTS = Path(os.environ.get("MM_BROWSER_ARTIFACTS", ROOT / "var" / "test-artifacts" / "browser"))
+WAIT_MS = 90_000  # the first voice turn loads the recogniser and the voice, on a loaded machine
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    f"--use-file-for-fake-audio-capture={FAKE_MIC_WAV}",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--lang=zh-CN",
+]
+
+
+def services_mode():
+    """True when the run has Redis and a worker (the first run of ./dev test)."""
+    return not settings.VOICE_JOBS_IN_PROCESS
 
 
 def _free_port():
@@ -28,51 +58,67 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _server_env(fake_llm_server, sqlite_path):
-    """The embedded default (SQLite file, in-memory channel layer, in-process voice jobs), whatever
-    the test run itself uses: the server has its own database, so no test database is shared."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"} and not k.startswith("MYSQL_")
-    }
-    env.update(
+def _llm_env(fake_llm_server):
+    return dict(
         DJANGO_SETTINGS_MODULE="magicmirror.settings_test",
-        SQLITE_PATH=str(sqlite_path),
         LLM_API_KEY="sk-test",
         LLM_BASE_URL=fake_llm_server.base_url,
         LLM_MODEL="fake-model",
         LLM_TITLE_MODEL="fake-model",
         LLM_MAX_RETRIES="0",
         VOICE_TTS_ENGINES="piper",
+        RATELIMIT_LOGIN="1000/m",  # every test registers (and one logs in) from 127.0.0.1
         PYTHONUNBUFFERED="1",
     )
+
+
+def _services_env(fake_llm_server):
+    """The test process's environment (Redis, MEDIA_ROOT, run id), pointed at the test database."""
+    env = dict(os.environ)
+    test_db = settings.DATABASES["default"]["NAME"]  # the test database, once django_db_setup ran
+    env["MM_TEST_DB_NAME"] = test_db
+    if os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db}"))
+    else:
+        env["MYSQL_DATABASE"] = test_db
+    env.update(_llm_env(fake_llm_server))
     return env
 
 
-def _manage(env, *args):
-    command = [sys.executable, "manage.py", *args]
-    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+def _embedded_env(fake_llm_server, sqlite_path):
+    """The embedded default (SQLite file, in-memory channel layer, in-process voice jobs)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"} and not k.startswith("MYSQL_")
+    }
+    env.update(_llm_env(fake_llm_server), SQLITE_PATH=str(sqlite_path))
+    return env
 
 
 @pytest.fixture(scope="session")
-def browser_server(fake_llm_server, tmp_path_factory):
-    """http://127.0.0.1:<port> of a daphne server (HTTP and WebSockets) with one user, ada."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    pytest.importorskip("selenium")
+def browser_server(request, fake_llm_server, tmp_path_factory):
+    """http://127.0.0.1:<port> of a live daphne server (HTTP and the voice WebSocket)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
     directory = tmp_path_factory.mktemp("browser-server")
-    env = _server_env(fake_llm_server, directory / "db.sqlite3")
-    _manage(env, "migrate", "--noinput")
-    _manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; "
-        f"get_user_model().objects.create_user({BROWSER_USER!r}, password={BROWSER_PASSWORD!r})",
-    )
+    if services_mode():
+        request.getfixturevalue("celery_worker_process")  # also sets up the test database
+        env = _services_env(fake_llm_server)
+    else:
+        env = _embedded_env(fake_llm_server, directory / "db.sqlite3")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     port = _free_port()
-    log = (directory / "daphne.log").open("wb")
+    log_path = directory / "daphne.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "magicmirror.asgi:application"],
         cwd=ROOT,
@@ -80,16 +126,16 @@ def browser_server(fake_llm_server, tmp_path_factory):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode}: {(directory / 'daphne.log').read_text()[-3000:]}")
+            pytest.fail(f"daphne exited with {process.returncode}: {log_path.read_text()[-3000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
         except OSError:
             if time.monotonic() > deadline:
-                pytest.fail("daphne did not start within 60 s")
+                pytest.fail("daphne did not start within 90 s")
             time.sleep(0.1)  # readiness poll of a starting server
     yield f"http://127.0.0.1:{port}"
     process.terminate()
@@ -100,45 +146,35 @@ def browser_server(fake_llm_server, tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")
-def chromium(browser_server):
-    """Headless Chromium with a fake microphone that plays FAKE_MIC_WAV, preferring Chinese."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={FAKE_MIC_WAV}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--lang=zh-CN",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    profile = tempfile.mkdtemp(prefix="mm-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
 @pytest.fixture
-def browser(chromium, browser_server, fake_llm_server):
-    """The shared browser, back at desktop size with a fresh fake LLM script."""
+def page(request, browser_server, fake_llm_server):
+    """A fresh Chromium page (new browser, no cookies, Chinese preferred, desktop size) with the
+    fake microphone playing FAKE_MIC_WAV; a screenshot named after the test is saved at the end.
+
+    Playwright is started per test, not per session: while its sync API is active a running event
+    loop is set on this thread, and the Django ORM (the django_db flush after each test) refuses to
+    run then.
+    """
+    from playwright.sync_api import sync_playwright
+
     fake_llm_server.reset()
-    chromium.set_window_size(1280, 900)
-    yield chromium
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(
+            base_url=browser_server,
+            locale="zh-CN",
+            viewport={"width": 1280, "height": 900},
+            permissions=["microphone"],
+        )
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            finally:
+                context.close()
+                browser.close()
     fake_llm_server.reset()

@@ -1,187 +1,374 @@
-"""The web app in a real browser: Debian's Chromium with a fake microphone fed from a fixture WAV,
-against a live daphne server (HTTP + the voice WebSocket), the fake LLM and the CPU voice engines."""
+"""The web app in a real browser: Debian's Chromium, driven by Playwright, with a fake microphone fed
+from a fixture WAV, against a live daphne server (HTTP + the voice WebSocket), the fake LLM and the
+CPU voice engines; with Redis and a real Celery worker when the run has them (see conftest.py).
 
+Every test registers a fresh user through the UI. Screenshots land in var/test-artifacts/browser/."""
+
+import json
+import re
 import time
+import uuid
 
 import pytest
 
 from chat.fake_llm import Reply
 
-from .conftest import ARTIFACTS, BROWSER_PASSWORD, BROWSER_USER
+from .conftest import ARTIFACTS, PASSWORD, SPEAKER_WAV, WAIT_MS, services_mode
 
-pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
+expect = sync_api.expect
+expect.set_options(timeout=WAIT_MS)
 
-WAIT = 90  # seconds: the first voice turn loads the recogniser and the voice
-
-
-def wait(driver, condition, timeout=WAIT, message=""):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d), message)
-
-
-def js(driver, script, *args):
-    return driver.execute_script(script, *args)
+pytestmark = [pytest.mark.browser]
+if services_mode():
+    # The server writes to the test database: flush it after each test.
+    pytestmark.append(pytest.mark.django_db(transaction=True))
 
 
-def screenshot(driver, name):
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+# --- Helpers ---------------------------------------------------------------------------------
 
 
-def css(driver, selector):
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, selector)
+def screenshot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def csss(driver, selector):
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
-
-
-def log_in(driver, base):
-    driver.delete_all_cookies()
-    driver.get(f"{base}/")
-    wait(driver, lambda d: "/accounts/login/" in d.current_url)
-    css(driver, "input[name=username]").send_keys(BROWSER_USER)
-    css(driver, "input[name=password]").send_keys(BROWSER_PASSWORD)
-    css(driver, "form button[type=submit].button-primary, main form button[type=submit]").click()
-    wait(driver, lambda d: csss(d, "#chat-app"))
+def wait_until(page, condition, timeout=WAIT_MS / 1000, message="condition"):
+    """Poll a Python-side condition (e.g. on recorded WebSocket frames), letting Playwright
+    process its events in between."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        page.wait_for_timeout(100)
 
 
-def open_new_chat(driver, base):
-    driver.get(f"{base}/")
-    if "/accounts/login/" in driver.current_url:
-        log_in(driver, base)
-    if not css(driver, "#new-chat").is_displayed():  # phone width: the sidebar is a drawer
-        css(driver, "#sidebar-toggle").click()
-        wait(driver, lambda d: css(d, "#new-chat").is_displayed(), 5)
-    css(driver, "#new-chat").click()
-    voice_ready(driver)
+def register(page):
+    """Register a fresh user through the UI; it lands on the chat page, logged in."""
+    username = f"u{uuid.uuid4().hex[:10]}"
+    page.goto("/accounts/register/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("#chat-app")
+    return username
 
 
-def voice_ready(driver):
-    wait(driver, lambda d: js(d, "return Boolean(window.mmVoice && window.mmVoice.connected)"), 30, "voice socket")
+def voice_ready(page):
+    page.wait_for_function("Boolean(window.mmVoice && window.mmVoice.connected)")
 
 
-def stats(driver):
-    return js(driver, "return {...window.mmVoice.stats}")
+def open_new_chat(page):
+    if not page.locator("#chat-app").count():
+        page.goto("/")
+    toggle = page.locator("#sidebar-toggle")
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":  # phone width: a drawer
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.click("#new-chat")
+    voice_ready(page)
 
 
-def assistant_texts(driver):
-    return [e.text for e in csss(driver, ".msg-assistant .msg-text")]
+def send(page, text):
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
 
 
-def test_log_in_type_a_message_see_the_streamed_reply_and_the_title(browser, browser_server, fake_llm_server):
-    fake_llm_server.queue(Reply("Hello! **Nice** to meet you.", tokens_per_s=20))
-    log_in(browser, browser_server)
-    assert js(browser, "return document.documentElement.lang") == "zh-hans"
-    open_new_chat(browser, browser_server)
-    box = css(browser, "#message-input")
-    box.send_keys("Hi there")
-    box.send_keys("\n")
-    wait(browser, lambda d: any("Nice to meet you" in t for t in assistant_texts(d)), message="streamed reply")
-    assert css(browser, ".msg-user .msg-text").text == "Hi there"
-    assert css(browser, ".msg-assistant .msg-text strong").text == "Nice"  # the safe Markdown subset
-    wait(browser, lambda d: css(d, "#chat-title").text == "测试标题", message="automatic title")
-    assert css(browser, ".conversation.is-selected .conversation-link").text == "测试标题"
-    assert "c=" in browser.current_url
-    # the reply is spoken too (voice output is on by default)
-    wait(browser, lambda d: stats(d)["chunksPlayed"] > 0, message="reply audio")
-    screenshot(browser, "typed-message")
+def stats(page):
+    return page.evaluate("({...window.mmVoice.stats})")
 
 
-def test_push_to_talk_with_the_fake_microphone(browser, browser_server, fake_llm_server):
-    from selenium.webdriver.common.action_chains import ActionChains
+def wait_played(page):
+    page.wait_for_function("window.mmVoice.stats.chunksPlayed > 0")
 
-    fake_llm_server.queue(Reply("I heard you. This is my spoken answer.", tokens_per_s=20))
-    open_new_chat(browser, browser_server)
-    mic = css(browser, "#mic-button")
-    ActionChains(browser).click_and_hold(mic).perform()
-    wait(browser, lambda d: css(d, "#mic-button").get_attribute("aria-pressed") == "true", 5)
-    held_at = time.monotonic()
-    wait(browser, lambda d: css(d, "#voice-caption").text.strip(), 10, "live partial caption")
-    time.sleep(max(0.0, 3 - (time.monotonic() - held_at)))  # hold while the fixture speaks (2.6 s)
-    ActionChains(browser).release(mic).perform()
-    # textContent: WebElement.text is empty for an element scrolled out of view.
-    texts = wait(
-        browser,
-        lambda d: [t for e in csss(d, ".msg-user .msg-text") if (t := e.get_attribute("textContent").strip())],
-        30,
-        "final transcript",
+
+def wait_idle(page):
+    page.wait_for_function("window.mmVoice.state === 'idle'")
+
+
+def wait_user_transcript(page):
+    """The first non-empty user message (textContent: it may be scrolled out of view)."""
+    handle = page.wait_for_function(
+        "[...document.querySelectorAll('.msg-user .msg-text')].map(e => e.textContent.trim()).find(Boolean)"
     )
-    assert texts[0]
-    wait(browser, lambda d: any("spoken answer" in t for t in assistant_texts(d)), message="reply")
-    wait(browser, lambda d: stats(d)["chunksPlayed"] > 0, message="reply audio played")
-    screenshot(browser, "push-to-talk")
-    wait(browser, lambda d: js(d, "return window.mmVoice.state") == "idle", message="back to idle")
+    return handle.json_value()
 
 
-def test_interrupt_stops_playback_at_once(browser, browser_server, fake_llm_server):
+def record_frames(page):
+    """JSON frames the page sends and receives on its WebSockets, from now on."""
+    frames = {"sent": [], "received": []}
+
+    def on_socket(ws):
+        def keep(kind):
+            def add(payload):
+                if isinstance(payload, str):
+                    frames[kind].append(json.loads(payload))
+
+            return add
+
+        ws.on("framesent", keep("sent"))
+        ws.on("framereceived", keep("received"))
+
+    page.on("websocket", on_socket)
+    return frames
+
+
+def csrf_headers(page):
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    return {"X-CSRFToken": token}
+
+
+def api_add_speaker(page, name, prompt_text="Hello, how are you?"):
+    """POST /api/speakers as the profile page's form does, with the browser's session."""
+    response = page.request.post(
+        "/api/speakers",
+        headers=csrf_headers(page),
+        multipart={
+            "name": name,
+            "prompt_text": prompt_text,
+            "audio": {"name": "hello.wav", "mimeType": "audio/wav", "buffer": SPEAKER_WAV.read_bytes()},
+        },
+    )
+    assert response.status == 201, response.text()
+    return response.json()["id"]
+
+
+def current_speaker_id(page):
+    response = page.request.get("/api/settings")
+    assert response.ok, response.text()
+    return response.json()["current_speaker_id"]
+
+
+# --- Tests -----------------------------------------------------------------------------------
+
+
+def test_log_in_type_a_message_see_the_streamed_reply_and_the_title(page, fake_llm_server):
+    fake_llm_server.queue(Reply("Hello! **Nice** to meet you.", tokens_per_s=20))
+    username = register(page)
+    page.click("form[action$='/logout/'] button[type=submit]")
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("#chat-app")
+    assert page.evaluate("document.documentElement.lang") == "zh-hans"
+    open_new_chat(page)
+    send(page, "Hi there")
+    expect(page.locator(".msg-assistant .msg-text")).to_contain_text("Nice to meet you")
+    expect(page.locator(".msg-user .msg-text")).to_have_text("Hi there")
+    expect(page.locator(".msg-assistant .msg-text strong")).to_have_text("Nice")  # the safe Markdown subset
+    expect(page.locator("#chat-title")).to_have_text("测试标题")  # the automatic title
+    expect(page.locator(".conversation.is-selected .conversation-link")).to_have_text("测试标题")
+    expect(page).to_have_url(re.compile(r"[?&]c=\d+"))
+    wait_played(page)  # the reply is spoken too (voice output is on by default)
+    screenshot(page, "typed-message")
+
+
+def test_push_to_talk_with_the_fake_microphone(page, fake_llm_server):
+    fake_llm_server.queue(Reply("I heard you. This is my spoken answer.", tokens_per_s=20))
+    register(page)
+    open_new_chat(page)
+    page.hover("#mic-button")
+    page.mouse.down()
+    expect(page.locator("#mic-button")).to_have_attribute("aria-pressed", "true", timeout=10_000)
+    held_at = time.monotonic()
+    page.wait_for_function("document.getElementById('voice-caption').textContent.trim()")  # live partial
+    screenshot(page, "push-to-talk-partial")
+    remaining = 3 - (time.monotonic() - held_at)
+    if remaining > 0:
+        page.wait_for_timeout(remaining * 1000)  # hold while the fixture speaks (2.6 s)
+    page.mouse.up()
+    assert wait_user_transcript(page)  # the final transcript
+    expect(page.locator(".msg-assistant .msg-text")).to_contain_text("spoken answer")
+    wait_played(page)  # the reply's audio played
+    screenshot(page, "push-to-talk")
+    wait_idle(page)
+
+
+def test_hands_free_turn_without_pressing_anything(page, fake_llm_server):
+    fake_llm_server.queue(Reply("Hands-free works.", tokens_per_s=20))
+    register(page)
+    open_new_chat(page)
+    page.click("#handsfree-toggle")
+    expect(page.locator("#handsfree-toggle")).to_have_attribute("aria-pressed", "true")
+    # The fake microphone speaks, then falls silent: voice activity detection ends the utterance.
+    assert wait_user_transcript(page)
+    expect(page.locator(".msg-assistant .msg-text")).to_contain_text("Hands-free works")
+    wait_played(page)
+    screenshot(page, "hands-free")
+    page.click("#handsfree-toggle")
+    expect(page.locator("#handsfree-toggle")).to_have_attribute("aria-pressed", "false")
+
+
+def test_interrupt_stops_playback_at_once(page, fake_llm_server):
     long_reply = " ".join(f"This is sentence number {i} of a very long answer." for i in range(40))
     fake_llm_server.queue(Reply(long_reply, tokens_per_s=60))
-    open_new_chat(browser, browser_server)
-    box = css(browser, "#message-input")
-    box.send_keys("Talk for a long time\n")
-    wait(browser, lambda d: stats(d)["chunksPlayed"] > 0, message="playback started")
-    assert js(browser, "return window.mmVoice.state") == "speaking"
-    screenshot(browser, "speaking")
+    register(page)
+    open_new_chat(page)
+    send(page, "Talk for a long time")
+    wait_played(page)
+    assert page.evaluate("window.mmVoice.state") == "speaking"
+    screenshot(page, "speaking")
     # Click and read the counter in one go: nothing may play after the click.
-    before = js(browser, "document.getElementById('voice-stop').click(); return window.mmVoice.stats.chunksPlayed")
-    wait(browser, lambda d: js(d, "return window.mmVoice.state") == "idle", 10, "idle after interrupt")
-    time.sleep(1.5)  # audio that was queued would have played by now
-    assert stats(browser)["chunksPlayed"] == before
-    assert css(browser, "#voice-stop").get_attribute("disabled") is not None
-    assert csss(browser, ".msg-assistant .msg-note")  # marked as interrupted
+    before = page.evaluate("document.getElementById('voice-stop').click(), window.mmVoice.stats.chunksPlayed")
+    page.wait_for_function("window.mmVoice.state === 'idle'", timeout=10_000)
+    page.wait_for_timeout(1500)  # not synchronisation: audio that was queued would have played by now
+    assert stats(page)["chunksPlayed"] == before
+    expect(page.locator("#voice-stop")).to_be_disabled()
+    assert page.locator(".msg-assistant .msg-note").count()  # marked as interrupted
 
 
-def test_phone_width_layout_has_no_horizontal_overflow(browser, browser_server):
-    browser.set_window_size(375, 800)
-    open_new_chat(browser, browser_server)
-    width = js(browser, "return window.innerWidth")
+def test_switch_conversations(page, fake_llm_server):
+    frames = record_frames(page)
+    register(page)
+    ids = []
+    for question, answer in (
+        ("Tell me about apples", "Apples are red."),
+        ("Tell me about bananas", "Bananas are yellow."),
+    ):
+        open_new_chat(page)
+        fake_llm_server.queue(Reply(answer))  # the fake serves any request in order: the title's too
+        send(page, question)
+        expect(page.locator(".msg-assistant .msg-text")).to_contain_text(answer)
+        expect(page).to_have_url(re.compile(r"[?&]c=\d+"))
+        expect(page.locator("#chat-title")).to_have_text("测试标题")  # the title request was served
+        ids.append(re.search(r"[?&]c=(\d+)", page.url).group(1))
+        wait_idle(page)
+    apples, bananas = ids
+    assert apples != bananas
+    items = page.locator("#conversation-list .conversation")
+    expect(items).to_have_count(2)
+    assert items.nth(0).get_attribute("data-id") == bananas  # newest first
+
+    page.click(f".conversation[data-id='{apples}'] .conversation-link")
+    expect(page).to_have_url(re.compile(rf"[?&]c={apples}\b"))
+    expect(page.locator(".conversation.is-selected")).to_have_attribute("data-id", apples)
+    expect(page.locator("#messages")).to_contain_text("Apples are red")
+    expect(page.locator("#messages")).not_to_contain_text("Bananas")
+    # The voice session follows: the next spoken turn goes to this conversation.
+    wait_until(
+        page,
+        lambda: any(f.get("type") == "configure" and str(f.get("conversation_id")) == apples for f in frames["sent"]),
+        message="configure to the selected conversation",
+    )
+    screenshot(page, "conversation-apples")
+
+    page.click(f".conversation[data-id='{bananas}'] .conversation-link")
+    expect(page).to_have_url(re.compile(rf"[?&]c={bananas}\b"))
+    expect(page.locator("#messages")).to_contain_text("Bananas are yellow")
+    expect(page.locator("#messages")).not_to_contain_text("Apples")
+
+
+def test_switch_speakers(page, fake_llm_server):
+    register(page)
+    first = api_add_speaker(page, "Alpha")  # the first voice becomes current
+    second = api_add_speaker(page, "Beta")
+    assert current_speaker_id(page) == first
+    frames = record_frames(page)
+    page.goto("/")
+    voice_ready(page)
+    select = page.locator("#speaker-select")
+    expect(select).to_have_value(str(first))
+    expect(select.locator("option")).to_have_count(2)
+
+    select.select_option(str(second))
+    wait_until(
+        page,
+        lambda: any(f.get("type") == "configure" and f.get("speaker_id") == second for f in frames["sent"]),
+        message="configure with the new speaker",
+    )
+    wait_until(page, lambda: current_speaker_id(page) == second, message="current_speaker_id saved")
+    expect(page.locator("#status")).to_contain_text("Beta")
+    open_new_chat(page)
+    fake_llm_server.queue(Reply("Spoken in the second voice."))
+    send(page, "Say something")
+    expect(page.locator(".msg-assistant .msg-text")).to_contain_text("second voice")
+    wait_played(page)
+    screenshot(page, "speaker-switched")
+
+    # A new page's voice session starts with the saved speaker.
+    page.reload()
+    voice_ready(page)
+    expect(select).to_have_value(str(second))
+    ready = wait_until(page, lambda: [f for f in frames["received"] if f.get("type") == "ready"], message="ready")
+    assert (ready[-1].get("speaker") or {}).get("id") == second, ready[-1]
+
+    select.select_option(str(first))
+    wait_until(page, lambda: current_speaker_id(page) == first, message="switched back")
+
+
+def test_upload_a_speaker_on_the_profile_page(page):
+    register(page)
+    page.goto("/accounts/profile/")
+    expect(page.locator("#speaker-empty")).to_be_visible()
+    page.fill("#speaker-name", "Hello voice")
+    page.fill("#speaker-prompt", "Hello, how are you?")
+    page.set_input_files("#speaker-audio", str(SPEAKER_WAV))
+    screenshot(page, "profile-upload-filled")
+    page.click("#speaker-submit")
+    speaker = page.locator(".speaker", has=page.locator(".speaker-name", has_text="Hello voice"))
+    expect(speaker).to_be_visible()
+    expect(speaker).to_have_class(re.compile(r"\bis-current\b"))  # the first voice becomes current
+    expect(page.locator("#speaker-empty")).to_be_hidden()
+    expect(page.locator("#speaker-count")).to_contain_text("1")
+    listing = page.request.get("/api/speakers").json()
+    assert [s["name"] for s in listing["speakers"]] == ["Hello voice"]
+    assert listing["current_speaker_id"] == listing["speakers"][0]["id"]
+    # The chat page's switcher offers it.
+    page.goto("/")
+    expect(page.locator("#speaker-select option", has_text="Hello voice")).to_have_count(1)
+
+
+def test_phone_width_layout_has_no_horizontal_overflow(page):
+    page.set_viewport_size({"width": 375, "height": 800})
+    register(page)
+    open_new_chat(page)
+    width = page.evaluate("window.innerWidth")
     assert width <= 400
-    overflow = js(browser, "const e = document.documentElement; return [e.scrollWidth, e.clientWidth]")
+    overflow = page.evaluate("(() => { const e = document.documentElement; return [e.scrollWidth, e.clientWidth]; })()")
     assert overflow[0] <= overflow[1], overflow
     for selector in ("#mic-button", "#voice-stop", "#handsfree-toggle", "#send-button", "#orb"):
-        rect = js(browser, "return arguments[0].getBoundingClientRect().toJSON()", css(browser, selector))
-        assert rect["left"] >= 0 and rect["right"] <= width, (selector, rect)
-    screenshot(browser, "phone-chat")
-    browser.get(f"{browser_server}/accounts/profile/")
-    overflow = js(browser, "const e = document.documentElement; return [e.scrollWidth, e.clientWidth]")
+        box = page.locator(selector).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box)
+    screenshot(page, "phone-chat")
+    page.goto("/accounts/profile/")
+    overflow = page.evaluate("(() => { const e = document.documentElement; return [e.scrollWidth, e.clientWidth]; })()")
     assert overflow[0] <= overflow[1], overflow
-    screenshot(browser, "phone-profile")
+    screenshot(page, "phone-profile")
 
 
-def test_chinese_by_default_and_switch_to_english(browser, browser_server):
-    open_new_chat(browser, browser_server)
-    assert js(browser, "return document.documentElement.lang") == "zh-hans"
-    assert css(browser, "#send-button").text == "发送"
-    screenshot(browser, "chat-zh")
-    css(browser, ".lang-switch button[value=en]").click()
-    wait(browser, lambda d: js(d, "return document.documentElement.lang") == "en", 10)
-    assert css(browser, "#send-button").text == "Send"
-    voice_ready(browser)
-    assert "Hold the mic button" in css(browser, "#voice-state").text
-    screenshot(browser, "chat-en")
-    css(browser, ".lang-switch button[value=zh-hans]").click()
-    wait(browser, lambda d: js(d, "return document.documentElement.lang") == "zh-hans", 10)
+def test_chinese_by_default_and_switch_to_english(page):
+    register(page)
+    open_new_chat(page)
+    assert page.evaluate("document.documentElement.lang") == "zh-hans"
+    expect(page.locator("#send-button")).to_have_text("发送")
+    screenshot(page, "chat-zh")
+    page.click(".lang-switch button[value=en]")
+    page.wait_for_function("document.documentElement.lang === 'en'", timeout=10_000)
+    expect(page.locator("#send-button")).to_have_text("Send")
+    voice_ready(page)
+    expect(page.locator("#voice-state")).to_contain_text("Hold the mic button")
+    screenshot(page, "chat-en")
+    page.click(".lang-switch button[value=zh-hans]")
+    page.wait_for_function("document.documentElement.lang === 'zh-hans'", timeout=10_000)
 
 
-def test_record_a_voice_in_the_browser_and_auto_fill_its_transcript(browser, browser_server):
-    browser.get(f"{browser_server}/accounts/profile/")
-    if "/accounts/login/" in browser.current_url:
-        log_in(browser, browser_server)
-        browser.get(f"{browser_server}/accounts/profile/")
-    assert css(browser, "#cloning-note").is_displayed()  # Piper does not clone voices
-    css(browser, "#record-button").click()
-    wait(browser, lambda d: css(d, "#record-button").get_attribute("aria-pressed") == "true", 10)
-    time.sleep(3)  # the fake microphone speaks
-    css(browser, "#record-button").click()
-    wait(browser, lambda d: css(d, "#record-preview").is_displayed(), 10)
-    css(browser, "#autofill-button").click()
-    wait(browser, lambda d: css(d, "#speaker-prompt").get_attribute("value").strip(), message="auto-filled transcript")
-    css(browser, "#speaker-name").send_keys("Fixture")
-    screenshot(browser, "profile-recorded")
-    css(browser, "#speaker-submit").click()
-    wait(browser, lambda d: any(e.text == "Fixture" for e in csss(d, ".speaker-name")), message="voice added")
+def test_record_a_voice_in_the_browser_and_auto_fill_its_transcript(page):
+    register(page)
+    page.goto("/accounts/profile/")
+    expect(page.locator("#cloning-note")).to_be_visible()  # Piper does not clone voices
+    page.click("#record-button")
+    expect(page.locator("#record-button")).to_have_attribute("aria-pressed", "true", timeout=10_000)
+    page.wait_for_timeout(3000)  # the fake microphone speaks
+    page.click("#record-button")
+    expect(page.locator("#record-preview")).to_be_visible(timeout=10_000)
+    page.click("#autofill-button")
+    page.wait_for_function("document.getElementById('speaker-prompt').value.trim()")  # auto-filled transcript
+    page.fill("#speaker-name", "Fixture")
+    screenshot(page, "profile-recorded")
+    page.click("#speaker-submit")
+    expect(page.locator(".speaker-name", has_text="Fixture")).to_be_visible()
