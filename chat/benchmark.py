@@ -10,7 +10,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import websockets
 from django.conf import settings
 
 from chat.fake_llm import FakeLLMServer, Reply, tokenize
+from magicmirror.localprocs import free_port, start_daphne, stop_process, wait_for_port
 
 ROOT = Path(settings.BASE_DIR)
 CSRF_TOKEN = "benchcsrftokenbenchcsrftoken1234"  # any 32 letters: cookie and header must match
@@ -36,25 +36,6 @@ REPLY_60 = (
     "Then we take a short walk by the river and talk about the week. "
     "Finally we read a chapter of a good book before going to sleep early tonight."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def percentile(values, q):
@@ -135,19 +116,7 @@ class Stack:
         worker = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-Q", queues]
         worker += ["--pool=threads", "-c", "8", "-n", f"bench-{os.getpid()}@localhost", "-l", "warning"]
         self._spawn("worker", worker, env)
-        self.port = free_port()
-        daphne = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "magicmirror.asgi:application",
-        ]
-        self._spawn("web", daphne, env)
-        wait_for_port(self.port, self.processes["web"])
+        self.port, self.processes["web"] = start_daphne(env, stdout=subprocess.DEVNULL)
         self._wait_for_worker(env)
 
     def _wait_for_worker(self, env):
@@ -165,12 +134,7 @@ class Stack:
 
     def stop(self):
         for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=20)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- clients --------------------------------------------------------------------------------

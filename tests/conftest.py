@@ -13,15 +13,15 @@ The server runs in one of two modes, picked by `browser_server`:
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+
+from magicmirror.localprocs import start_daphne, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -50,12 +50,6 @@ CHROMIUM_ARGS = [
 def services_mode():
     """True when the run has Redis and a worker (the first run of ./dev test)."""
     return not settings.VOICE_JOBS_IN_PROCESS
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _llm_env(fake_llm_server):
@@ -116,34 +110,14 @@ def browser_server(request, fake_llm_server, tmp_path_factory):
             capture_output=True,
             timeout=300,
         )
-    port = _free_port()
     log_path = directory / "daphne.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "magicmirror.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode}: {log_path.read_text()[-3000:]}")
+    with log_path.open("wb") as log:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("daphne did not start within 90 s")
-            time.sleep(0.1)  # readiness poll of a starting server
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+            port, process = start_daphne(env, stdout=log)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}: {log_path.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
+        stop_process(process)
 
 
 @pytest.fixture

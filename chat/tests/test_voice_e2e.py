@@ -5,7 +5,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -22,17 +21,13 @@ from django.test import Client
 
 from chat.fake_llm import Reply
 from chat.models import Message
+from magicmirror.localprocs import start_daphne
+from magicmirror.localprocs import stop_process as stop
 
 pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "voice" / "tests" / "fixtures"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def process_env(fake_llm_server, **extra):
@@ -50,38 +45,6 @@ def process_env(fake_llm_server, **extra):
         **extra,
     )
     return env
-
-
-def wait_for_port(port, process, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)  # readiness poll of a starting server, not test synchronisation
-    raise AssertionError("server did not start")
-
-
-def start_daphne(env):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "magicmirror.asgi:application"],
-        cwd=ROOT,
-        env=env,
-    )
-    wait_for_port(port, process)
-    return port, process
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture

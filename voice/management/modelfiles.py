@@ -2,21 +2,15 @@
 
 from pathlib import Path
 
+from voice.tts.cosyvoice2 import REQUIRED_MODEL_FILES  # the adapter owns the list
+
 # A Vosk model: the acoustic model, its configuration, and a graph (static HCLG, or HCLr + Gr
 # for models with a lookahead graph such as the small ones).
 VOSK_REQUIRED = ["am/final.mdl", "conf/model.conf"]
 VOSK_GRAPHS = [["graph/HCLG.fst"], ["graph/HCLr.fst", "graph/Gr.fst"]]
 
 # CosyVoice2-0.5B as published on ModelScope (iic/CosyVoice2-0.5B).
-COSYVOICE_REQUIRED = [
-    "cosyvoice2.yaml",
-    "llm.pt",
-    "flow.pt",
-    "hift.pt",
-    "campplus.onnx",
-    "speech_tokenizer_v2.onnx",
-    "CosyVoice-BlankEN",
-]
+COSYVOICE_REQUIRED = list(REQUIRED_MODEL_FILES)
 COSYVOICE_TRT_ONNX = "flow.decoder.estimator.fp32.onnx"
 COSYVOICE_TRT_PLAN_GLOB = "flow.decoder.estimator.*.plan"
 
