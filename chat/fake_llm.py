@@ -57,6 +57,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_Server"
 
+    # Real LLM servers (uvicorn, nginx) send small SSE events at once; without TCP_NODELAY each
+    # event after the first waits for the client's delayed ACK (~40 ms on Linux).
+    disable_nagle_algorithm = True
+
     def log_message(self, format, *args):  # quiet
         pass
 

@@ -5,8 +5,8 @@ scaled and placed (GPU hosts for TTS) apart from the default queue.
 """
 
 import asyncio
-import contextlib
 import functools
+import threading
 
 from celery import shared_task
 from channels.layers import get_channel_layer
@@ -15,44 +15,47 @@ from django.conf import settings
 from . import inbox, services
 
 
-@contextlib.contextmanager
-def channel_sender(reply_to: str):
-    """A `send(message)` to the requester's channel, for the length of one job.
+_thread_state = threading.local()
 
-    One event loop per job: channels-redis keeps its Redis connections per loop, and
-    `async_to_sync` would make a new loop (so a new connection) for every message.
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """This worker thread's event loop for channel-layer sends, kept for the thread's life.
+
+    channels-redis keeps its Redis connections per event loop: one loop per thread means each
+    job reuses warm connections instead of connecting (and closing) for every job, which was a
+    measurable part of every sentence's latency. A pooled connection that died with a Redis
+    restart is replaced by redis-py when it is next taken from the pool.
     """
+    loop = getattr(_thread_state, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_state.loop = asyncio.new_event_loop()
+    return loop
+
+
+def channel_sender(reply_to: str):
+    """A `send(message)` to the requester's channel (blocking; a full channel slows the job down)."""
     layer = get_channel_layer()
-    loop = asyncio.new_event_loop()
+    loop = _thread_loop()
 
     def send_once(message):
         loop.run_until_complete(layer.send(reply_to, message))
 
-    try:
-        yield services.patient_sender(send_once, timeout=settings.VOICE_JOB_IDLE_TIMEOUT)
-    finally:
-        try:
-            # channels-redis closes this loop's connection pool when the loop closes.
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+    return services.patient_sender(send_once, timeout=settings.VOICE_JOB_IDLE_TIMEOUT)
 
 
 @shared_task(name="voice.tasks.tts_synthesize", ignore_result=True, acks_late=True)
 def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None, turn_id=None):
-    with channel_sender(reply_to) as send:
-        services.tts_run(
-            send=send,
-            job_id=job_id,
-            text=text,
-            speaker_id=speaker_id,
-            engine_name=engine_name,
-            cancelled=functools.partial(inbox.cancelled, job_id),
-            turn_id=turn_id,
-        )
+    services.tts_run(
+        send=channel_sender(reply_to),
+        job_id=job_id,
+        text=text,
+        speaker_id=speaker_id,
+        engine_name=engine_name,
+        cancelled=functools.partial(inbox.cancelled, job_id),
+        turn_id=turn_id,
+    )
 
 
 @shared_task(name="voice.tasks.asr_stream", ignore_result=True, acks_late=True)
 def asr_stream(reply_to, job_id, phrases=None, turn_id=None):
-    with channel_sender(reply_to) as send:
-        services.asr_run(send=send, job_id=job_id, phrases=phrases, turn_id=turn_id)
+    services.asr_run(send=channel_sender(reply_to), job_id=job_id, phrases=phrases, turn_id=turn_id)

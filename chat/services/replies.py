@@ -70,13 +70,22 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
 
 
 async def reply_stream(
-    *, user, conversation_id, text, source=Message.Source.TEXT, speaker_id=None, content_on_interrupt=None
+    *,
+    user,
+    conversation_id,
+    text,
+    source=Message.Source.TEXT,
+    speaker_id=None,
+    content_on_interrupt=None,
+    on_reply_complete=None,
 ) -> AsyncIterator[dict]:
     """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
     Raises ApplicationError before the first event for bad input (empty/long text, unknown
     conversation), so callers can answer with a plain 4xx. `content_on_interrupt()`, if given,
     says what to save when the listener goes away mid-reply (a voice turn saves what was spoken).
+    `on_reply_complete()`, if given, is called when the LLM has finished, before the reply is saved:
+    a voice turn hands its last sentence to synthesis without waiting for the database.
     """
     conversation, user_message, messages, needs_title = await sync_to_async(turn_start)(
         user=user, conversation_id=conversation_id, text=text, source=source
@@ -111,6 +120,8 @@ async def reply_stream(
             metrics.observe_error(exc.code)
             logger.warning("LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"turn_id": turn_id})
         finished = True
+        if on_reply_complete is not None and error is None:
+            on_reply_complete()
         saved = await save(interrupted=error is not None and bool(parts))
     finally:
         if not finished:

@@ -512,6 +512,11 @@ class VoiceSession:
         def what_was_said():
             return " ".join(speaker.spoken) if speaker is not None else "".join(shown)
 
+        def speak_the_rest():
+            if speaker is not None:
+                for piece in splitter.flush():
+                    speaker.add(piece)
+
         events = reply_stream(
             user=self.user,
             conversation_id=self.conversation_id,
@@ -519,6 +524,7 @@ class VoiceSession:
             source=source,
             speaker_id=self.speaker_id if self.voice_output else None,
             content_on_interrupt=what_was_said,
+            on_reply_complete=speak_the_rest,
         )
         try:
             async for event in events:
@@ -547,9 +553,7 @@ class VoiceSession:
                         for piece in splitter.feed(event["text"]):
                             speaker.add(piece)
                 elif kind == "done":
-                    if speaker is not None:
-                        for piece in splitter.flush():
-                            speaker.add(piece)
+                    speak_the_rest()  # already called when the LLM finished; a no-op then
                     message = event["message"]
                     await self.emit(
                         {"type": "reply_done", "turn_id": turn_id, "message_id": message["id"] if message else None}
