@@ -14,7 +14,6 @@ from django.conf import settings
 
 from . import inbox, services
 
-
 _thread_state = threading.local()
 
 
