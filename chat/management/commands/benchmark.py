@@ -4,6 +4,7 @@ import platform
 from django.core.management.base import BaseCommand, CommandError
 
 from chat import benchmark
+from voice import benchmark as gpu_benchmark
 
 TARGETS = {
     "ttfa_ratio": ("<=", 0.30),
@@ -31,8 +32,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--quick", action="store_true", help="A reduced set (under two minutes).")
         parser.add_argument("--json", metavar="FILE", help='Also write {"machine": ..., "results": {...}} to FILE.')
+        parser.add_argument(
+            "--gpu", action="store_true", help="CosyVoice2 on a GPU instead (voice/benchmark.py, docs/benchmarks.md)."
+        )
+        gpu_benchmark.add_arguments(parser)
 
-    def handle(self, *args, quick=False, json=None, **options):
+    def handle(self, *args, quick=False, json=None, gpu=False, **options):
+        if gpu:
+            return gpu_benchmark.handle(self, json_path=json, machine=machine(), **options)
         try:
             results = benchmark.run(quick=quick, out=self.stdout.write)
         except (RuntimeError, OSError) as exc:
