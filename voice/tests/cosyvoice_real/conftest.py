@@ -129,19 +129,21 @@ class ModelSpy:
                 for output in tts(*args, **kwargs):
                     call["speech"].append(output["tts_speech"])
                     yield output
-                    if grow_hop_len:
-                        # What upstream does since f26cde5 (2026-01-29; open PR #1849): the shared hop length
-                        # doubles after every streamed chunk, up to 4 x 25, and is never set back.
-                        inner.token_hop_len = min(100, inner.token_hop_len * 2)
             finally:
                 with self._lock:
                     self.active -= 1
 
         def spied_token2wav(token, prompt_token, prompt_feat, embedding, token_offset, uuid, *args, **kwargs):
             call = getattr(self._current, "call", None)
-            if call is not None and not kwargs.get("finalize", False):
+            streamed_hop = not kwargs.get("finalize", False)
+            if call is not None and streamed_hop:
                 call["hops"].append(token.shape[1] - token_offset - inner.flow.pre_lookahead_len)
-            return token2wav(token, prompt_token, prompt_feat, embedding, token_offset, uuid, *args, **kwargs)
+            speech = token2wav(token, prompt_token, prompt_feat, embedding, token_offset, uuid, *args, **kwargs)
+            if grow_hop_len and streamed_hop:
+                # What upstream does since f26cde5 (2026-01-29; open PR #1849): after every streamed hop the
+                # shared hop length doubles, up to 4 x 25, and is never set back.
+                inner.token_hop_len = min(100, inner.token_hop_len * 2)
+            return speech
 
         monkeypatch.setattr(self.inner, "tts", spied_tts)
         monkeypatch.setattr(self.inner, "token2wav", spied_token2wav)
