@@ -23,6 +23,9 @@ def _vad_factory():
 
 class VoiceConsumer(AsyncWebsocketConsumer):
     session: VoiceSession | None = None
+    # No channel-layer channel for the consumer itself: voice jobs answer on reply channels of their
+    # own (voice.jobs), and an idle socket then does not depend on Redis (it survives a restart).
+    channel_layer_alias = None
 
     async def connect(self):
         user = self.scope.get("user")

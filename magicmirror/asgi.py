@@ -12,13 +12,18 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from magicmirror.graceful import GracefulShutdown  # noqa: E402
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Session auth from the cookie; the Origin header must be one of ALLOWED_HOSTS.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# On SIGTERM a reply in flight is saved before daphne exits (magicmirror/graceful.py).
+application = GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS)

@@ -152,11 +152,19 @@ EMBEDDED = not REDIS_URL  # jobs run inside the web process, channel layer in me
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="mm")
 
 if REDIS_URL:
+    # Pooled connections do not retry by default: the first command on a connection that died with
+    # a Redis restart would fail (a voice job's message lost, a turn failed). Retry such commands,
+    # on a new connection, for about a second and a half.
+    from redis.asyncio.retry import Retry as _AsyncRetry
+    from redis.backoff import ExponentialBackoff as _Backoff
+    from redis.retry import Retry as _Retry
+
+    REDIS_RETRIES = env.int("REDIS_RETRIES", default=3)
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [{"address": REDIS_URL, "retry": _AsyncRetry(_Backoff(cap=1.0, base=0.1), REDIS_RETRIES)}],
                 "prefix": f"{CHANNEL_LAYER_PREFIX}:asgi",
                 # Audio travels through the layer: room for bursts, short expiry.
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
@@ -169,6 +177,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_PREFIX", default="mm"),
+            "OPTIONS": {"retry": _Retry(_Backoff(cap=1.0, base=0.1), REDIS_RETRIES)},
         }
     }
 else:
@@ -372,3 +381,5 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=1.0)
+# On SIGTERM daphne waits this long for open connections to save their replies (magicmirror/graceful.py).
+SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=10.0)

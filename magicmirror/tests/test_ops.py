@@ -7,6 +7,7 @@ import logging.config
 from contextlib import contextmanager
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.urls import Resolver404, path, resolve
 from prometheus_client import REGISTRY
@@ -107,8 +108,10 @@ def test_worker_code_path_logs_and_answers_with_the_turn_id():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_voice_jobs_carry_the_turn_id_from_the_web_side(settings):
+async def test_voice_jobs_carry_the_turn_id_from_the_web_side(settings, request):
     """The web side's turn id reaches the job (a worker process, or a thread in-process) and comes back."""
+    if not settings.VOICE_JOBS_IN_PROCESS:
+        await sync_to_async(request.getfixturevalue)("celery_worker_process")
     first_chunk = REGISTRY.get_sample_value("mm_tts_first_chunk_seconds_count", {"engine": "espeak-ng"}) or 0
     rtf = REGISTRY.get_sample_value("mm_tts_real_time_factor_count", {"engine": "espeak-ng"}) or 0
     with json_logs("voice.services") as lines, metrics.turn_context("turn-web-1"):

@@ -1,0 +1,212 @@
+"""Graceful behaviour with real processes: daphne stopped mid-reply, a worker stopped mid-job, and a
+Redis restart under idle voice sessions (docs/deploy.md, "Restarts without losing work")."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+import websockets
+from django.conf import settings
+from django.utils.crypto import get_random_string
+
+from chat.fake_llm import Reply
+from chat.models import Message
+from chat.tests.test_voice_e2e import collect, open_socket, session_cookie
+from magicmirror.celery import app as celery_app
+from magicmirror.localprocs import (
+    start_daphne,
+    start_redis,
+    start_worker,
+    stop_process,
+    test_process_env,
+    wait_for_worker,
+)
+from voice import jobs
+
+pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
+
+
+def llm_env(fake_llm_server, **extra):
+    return test_process_env(
+        LLM_API_KEY="sk-test",
+        LLM_BASE_URL=fake_llm_server.base_url,
+        LLM_MODEL="fake-model",
+        LLM_TITLE_MODEL="fake-model",
+        LLM_MAX_RETRIES="0",
+        VOICE_TTS_ENGINES="piper",
+        VOICE_MAX_AUDIO_RATE="1000",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+
+
+async def sse_until_deltas(port, cookie, csrf, count, deltas_seen: asyncio.Event, texts: list):
+    """POST /api/chat and read the stream; sets `deltas_seen` after `count` deltas; returns at its end."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        headers = {"Cookie": f"{cookie}; csrftoken={csrf}", "X-CSRFToken": csrf}
+        try:
+            async with client.stream("POST", "/api/chat", json={"message": "Tell me a story"}, headers=headers) as r:
+                assert r.status_code == 200
+                event = None
+                async for line in r.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "delta":
+                        texts.append(json.loads(line[6:])["text"])
+                        if len(texts) >= count:
+                            deltas_seen.set()
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass  # the server went away: expected
+
+
+async def test_daphne_sigterm_saves_the_replies_in_flight(fake_llm_server, fake_llm, user, tmp_path):
+    """A deploy stops daphne while a voice-socket reply and a streamed /api/chat reply are being
+    written: both replies are saved (what the client saw, marked interrupted), the socket is closed
+    with 4503 (reconnect), and daphne exits promptly."""
+    log_path = tmp_path / "daphne.log"
+    log = log_path.open("wb")
+    port, daphne = start_daphne(llm_env(fake_llm_server), stdout=log)
+    try:
+        # Both replies stop after three tokens until released: the shutdown finds them mid-stream.
+        fake_llm.queue(Reply("One two three four five six seven eight", pause_after=3))
+        fake_llm.queue(Reply("Alpha beta gamma delta epsilon zeta", pause_after=3))
+        cookie = await asyncio.to_thread(session_cookie, user)
+        ws = await open_socket(port, user)
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send(json.dumps({"type": "start", "protocol": 1, "voice_output": False}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        await ws.send(json.dumps({"type": "text", "text": "Count for me"}))
+        shown = []
+        async with asyncio.timeout(30):
+            while len(shown) < 3:
+                event = json.loads(await ws.recv())
+                if event["type"] == "delta":
+                    shown.append(event["text"])
+        sse_seen, sse_texts = asyncio.Event(), []
+        sse = asyncio.create_task(sse_until_deltas(port, cookie, get_random_string(32), 3, sse_seen, sse_texts))
+        async with asyncio.timeout(30):
+            await sse_seen.wait()
+
+        daphne.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        async with asyncio.timeout(20):
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            await sse
+        assert await asyncio.to_thread(daphne.wait, 20) == 0, log_path.read_text()[-3000:]
+        assert time.monotonic() - stopped_at < 15
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503, log_path.read_text()[-3000:]
+    finally:
+        stop_process(daphne)
+        log.close()
+    replies = [m async for m in Message.objects.filter(role="assistant", conversation__owner=user)]
+    assert sorted((m.content, m.interrupted) for m in replies) == sorted(
+        [("".join(shown), True), ("".join(sse_texts), True)]
+    )
+
+
+async def test_worker_sigterm_finishes_its_job_and_takes_no_new_one(fake_llm_server, settings):
+    """SIGTERM to a worker mid-synthesis: the job runs to its end (Celery's warm shutdown), the
+    worker exits 0, and a job queued meanwhile waits in the queue for the next worker."""
+    queue = f"tts-graceful-{settings.TEST_RUN_ID}"
+    settings.VOICE_TTS_QUEUE = queue
+    settings.CELERY_TASK_ROUTES = {**settings.CELERY_TASK_ROUTES, "voice.tasks.tts_*": {"queue": queue}}
+    env = llm_env(fake_llm_server, VOICE_PRELOAD="tts")
+    name = f"graceful-{os.getpid()}@localhost"
+    worker = start_worker(env, name, [queue], concurrency=2, stdout=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_for_worker, celery_app, name, worker)
+        text = " ".join(f"This is sentence number {i} of a long answer that takes a while to read." for i in range(12))
+        messages = []
+        stream = jobs.synthesize(text=text, engine_name="piper")
+        async with asyncio.timeout(60):
+            async for message in stream:
+                messages.append(message)
+                if len(messages) == 1:
+                    assert message["type"] == "voice.tts.chunk", message
+                    os.killpg(worker.pid, signal.SIGTERM)
+        assert messages[-1]["type"] == "voice.tts.done", messages[-1]
+        chunks = [m for m in messages if m["type"] == "voice.tts.chunk"]
+        assert [c["seq"] for c in chunks] == list(range(len(chunks))) and len(chunks) > 3
+        # Audio kept coming after the signal: the worker did not stop mid-job.
+        assert messages[-1]["t"] > chunks[0]["t"]
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+        # Nothing consumes the queue now: a new job stays there (for the next worker), unanswered.
+        settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT = 2
+        late = [m async for m in jobs.synthesize(text="Anyone there?", engine_name="piper")]
+        assert late[-1]["code"] == "voice_worker_timeout"
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        import redis
+
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        client.delete(queue)
+        client.close()
+
+
+async def voice_turn(ws, text):
+    await ws.send(json.dumps({"type": "text", "text": text}))
+    events, frames, _ = await collect(ws, "audio_done", timeout=60)
+    assert not [e for e in events if e["type"] == "error"], events
+    return events, frames
+
+
+async def start_session(port, user):
+    ws = await open_socket(port, user)
+    assert json.loads(await ws.recv())["type"] == "hello"
+    await ws.send(json.dumps({"type": "start", "protocol": 1, "voice_output": True}))
+    assert json.loads(await ws.recv())["type"] == "ready"
+    return ws
+
+
+async def test_idle_sessions_survive_a_redis_restart(fake_llm_server, fake_llm, user, tmp_path):
+    """daphne and a worker on a private Redis; two idle voice sessions; Redis restarts (empty, as
+    without persistence); then a spoken reply on each of the same sockets works."""
+    redis_port, redis_server = start_redis()
+    env = llm_env(fake_llm_server, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", VOICE_PRELOAD="tts")
+    name = f"redis-restart-{os.getpid()}@localhost"
+    worker = start_worker(env, name, [settings.CELERY_TASK_DEFAULT_QUEUE, settings.VOICE_TTS_QUEUE])
+    log = (tmp_path / "daphne.log").open("wb")
+    port, daphne = start_daphne(env, stdout=log)
+    sockets = []
+    try:
+        from celery import Celery
+
+        private = Celery(broker=env["REDIS_URL"])
+        await asyncio.to_thread(wait_for_worker, private, name, worker)
+        fake_llm.queue(Reply("Before the restart."), Reply("A title"))
+        sockets = [await start_session(port, user), await start_session(port, user)]
+        await voice_turn(sockets[0], "hello")
+
+        stop_process(redis_server)
+        assert not worker.poll() and not daphne.poll()
+        redis_port, redis_server = start_redis(redis_port)
+        # The worker reconnects to the broker by itself; wait until it answers again.
+        await asyncio.to_thread(wait_for_worker, private, name, worker)
+
+        fake_llm.queue(Reply("After the restart, first socket."), Reply("After the restart, second socket."))
+        for ws, expected in zip(sockets, ["first socket", "second socket"], strict=True):
+            events, frames = await voice_turn(ws, "are you still there?")
+            reply = "".join(e["text"] for e in events if e["type"] == "delta")
+            assert expected in reply and frames, events
+    finally:
+        for ws in sockets:
+            await ws.close()
+        stop_process(daphne)
+        log.close()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        stop_process(redis_server)
+    assert daphne.returncode == 0, (tmp_path / "daphne.log").read_text()[-3000:]
