@@ -367,6 +367,38 @@ class PipelineStack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def run_client(stack: PipelineStack, config: dict) -> dict:
+    """Run the requester process to its end; stop it, with the worker's log, if the worker dies first."""
+    from magicmirror.localprocs import stop_process
+
+    out_path, err_path = stack.tmp / "client.out", stack.tmp / "client.err"
+    with out_path.open("wb") as stdout, err_path.open("wb") as stderr:
+        client = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "voice.benchmark", "--client", json.dumps(config)],
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    worker = stack.processes["worker"]
+    while True:
+        try:
+            client.wait(timeout=1.0)
+            break
+        except subprocess.TimeoutExpired:
+            if worker.poll() is not None:
+                stop_process(client)
+                raise RuntimeError(
+                    f"The pipeline's worker exited with {worker.returncode}:\n{stack.worker_log()}"
+                ) from None
+    if client.returncode != 0:
+        raise RuntimeError(
+            f"The pipeline requester failed (exit {client.returncode}):\n"
+            f"{err_path.read_text(errors='replace')[-3000:]}\n--- worker log (end) ---\n{stack.worker_log()}"
+        )
+    return json.loads(out_path.read_text().strip().splitlines()[-1])
+
+
 def measure_pipeline(options: Options, trt: str, out) -> tuple[dict, list[dict], dict]:
     """Figures, raw records and the worker's engine description for one TensorRT mode."""
     stack = PipelineStack(options, trt)
@@ -381,20 +413,7 @@ def measure_pipeline(options: Options, trt: str, out) -> tuple[dict, list[dict],
             "trt": trt == "on",
             "worker_timeout": options.worker_timeout,
         }
-        client = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "voice.benchmark", "--client", json.dumps(config)],
-            cwd=ROOT,
-            env=stack.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if client.returncode != 0:
-            raise RuntimeError(
-                f"The pipeline requester failed (exit {client.returncode}):\n{client.stderr[-3000:]}\n"
-                f"--- worker log (end) ---\n{stack.worker_log()}"
-            )
-        answer = json.loads(client.stdout.strip().splitlines()[-1])
+        answer = run_client(stack, config)
     finally:
         stack.stop()
     figures, records = {}, []

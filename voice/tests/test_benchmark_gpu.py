@@ -30,13 +30,19 @@ ROOT = Path(__file__).resolve().parents[2]
 CHUNK_SECONDS = 0.005
 TEXT = "Hello there, this is a test. And here is a second sentence."
 PROMPT_TEXT = "This is how I sound when I read aloud."
-STANDIN_MODULE = f"""import time
+STANDIN_MODULE = f"""import os
+import time
 
 from voice.tests.cosyvoice_standin import Calls, CosyVoice2StandIn
 
 
 class CosyVoice2(CosyVoice2StandIn):
     calls = Calls()
+
+    def _setup(self, model_dir, **options):
+        if os.environ.get("STANDIN_LOAD_ERROR"):
+            raise RuntimeError(os.environ["STANDIN_LOAD_ERROR"])  # e.g. CUDA out of memory while loading
+        super()._setup(model_dir, **options)
 
     def _chunk(self, record, start, tokens):
         time.sleep({CHUNK_SECONDS})  # the stand-in's "GPU time" for a chunk (not synchronisation)
@@ -179,6 +185,16 @@ def test_pipeline_through_a_real_worker_on_cpu(bench, standin_site, tmp_path):
     assert worker_engine["options"]["trt_concurrent"] == 2  # COSYVOICE_TRT_CONCURRENT >= streams
     assert worker_engine["worker_threads"] == 4  # twice the streams
     assert "cosyvoice_first_chunk_ms_trt_off_2" in output
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (./dev services installs it)")
+def test_pipeline_says_why_the_worker_has_no_engine(bench, standin_site, monkeypatch):
+    monkeypatch.setenv("STANDIN_LOAD_ERROR", "stand-in: CUDA out of memory")  # in the worker only
+    with pytest.raises(CommandError) as excinfo:
+        run_command(*bench, "--allow-cpu", "--only", "pipeline", "--streams", "1", "--runs", "1")
+    message = str(excinfo.value)
+    assert "The GPU benchmark failed" in message and "The worker could not load CosyVoice2" in message
+    assert "stand-in: CUDA out of memory" in message
 
 
 def test_without_cosyvoice2_it_fails_clearly_even_with_allow_cpu(bench, monkeypatch):
