@@ -24,7 +24,7 @@ import httpx
 import websockets
 from django.conf import settings
 
-from chat.fake_llm import FakeLLMServer, Reply, tokenize
+from chat.fake_llm import FakeLLMServer, Reply
 from magicmirror.localprocs import free_port, start_daphne, stop_process, wait_for_port
 
 ROOT = Path(settings.BASE_DIR)
@@ -56,31 +56,79 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def llm_process(reply: str) -> tuple[subprocess.Popen, str]:
+    """The fake LLM in its own process, answering every request with `reply` at once."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chat.fake_llm", "--port", str(port), "--api-key", "sk-bench", "--reply", reply],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+class ThrowawayMySQL:
+    """A database of its own on the MySQL/MariaDB server named by `url`, dropped afterwards."""
+
+    def __init__(self, url: str):
+        import environ
+
+        self.config = environ.Env.db_url_config(url)
+        self.name = f"mm_bench_{os.getpid()}"
+        self.url = url.rsplit("/", 1)[0] + "/" + self.name
+
+    def _execute(self, sql):
+        import MySQLdb
+
+        c = self.config
+        connection = MySQLdb.connect(
+            host=c["HOST"] or "127.0.0.1", port=int(c["PORT"] or 3306), user=c["USER"], password=c["PASSWORD"]
+        )
+        try:
+            connection.cursor().execute(sql)
+        finally:
+            connection.close()
+
+    def create(self):
+        self._execute(f"CREATE DATABASE {self.name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci")
+
+    def drop(self):
+        self._execute(f"DROP DATABASE IF EXISTS {self.name}")
+
+
 @dataclass
 class Stack:
-    """The processes a benchmark runs against."""
+    """The processes a benchmark runs against, configured as in production (DEBUG off)."""
 
-    llm: FakeLLMServer
+    llm_url: str
     tts_engine: str
+    llm: FakeLLMServer | None = None  # in this process, for scripted replies; else a fixed reply elsewhere
+    database_url: str = ""  # MySQL/MariaDB server to make a throw-away database on; else SQLite
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mm-bench-")))
     processes: dict = field(default_factory=dict)
     port: int = 0
     cookie: str = ""
+    mysql: ThrowawayMySQL | None = None
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MYSQL_HOST", "MYSQL_DATABASE")}
         env.update(
             DJANGO_SETTINGS_MODULE="magicmirror.settings",
             MAGICMIRROR_DOTENV="",
-            DEBUG="true",
-            SQLITE_PATH=str(self.tmp / "bench.sqlite3"),
+            DEBUG="false",
+            SECRET_KEY="benchmark-only-" + os.urandom(16).hex(),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback, no TLS proxy in front
+            SESSION_COOKIE_SECURE="false",
+            CSRF_COOKIE_SECURE="false",
             MEDIA_ROOT=str(self.tmp / "media"),
             REDIS_URL=self.redis_url,
             CHANNEL_LAYER_PREFIX=f"mm-bench-{os.getpid()}",
             VOICE_ASR_QUEUE=f"asr-bench-{os.getpid()}",
             VOICE_TTS_QUEUE=f"tts-bench-{os.getpid()}",
             LLM_API_KEY="sk-bench",
-            LLM_BASE_URL=self.llm.base_url,
+            LLM_BASE_URL=self.llm_url,
             LLM_MODEL="fake-model",
             LLM_MAX_RETRIES="0",
             VOICE_TTS_ENGINES=self.tts_engine,
@@ -88,11 +136,22 @@ class Stack:
             VOICE_MAX_AUDIO_RATE="2.0",
             LOG_LEVEL="WARNING",
         )
+        if self.mysql is not None:
+            env["DATABASE_URL"] = self.mysql.url
+        else:
+            env["SQLITE_PATH"] = str(self.tmp / "bench.sqlite3")
         return env
+
+    @property
+    def database(self) -> str:
+        return "MySQL/MariaDB" if self.mysql is not None else "SQLite"
 
     def start(self):
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (./dev services installs it).")
+        if self.database_url.startswith("mysql"):
+            self.mysql = ThrowawayMySQL(self.database_url)
+            self.mysql.create()
         redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self._spawn(
@@ -135,6 +194,10 @@ class Stack:
     def stop(self):
         for process in self.processes.values():
             stop_process(process, timeout=20)
+        self.processes.clear()
+        if self.mysql is not None:
+            self.mysql.drop()
+            self.mysql = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- clients --------------------------------------------------------------------------------
@@ -325,14 +388,20 @@ async def transcript_whole(stack, seconds, runs):
 
 
 # -- 3 and 4. orchestration overhead and concurrency ----------------------------------------------
-async def overhead(stack, runs):
-    """Turn time with an instant LLM and the instant `silence` engine: all of it is orchestration."""
+INSTANT_REPLY = "Okay, noted. Anything else?"  # two sentences, written at once by the fake LLM
+
+
+async def overhead(stack, runs, think_s=0.1):
+    """Turn time with an instant LLM and the instant `silence` engine: all of it is orchestration.
+
+    Turns are `think_s` apart, as a person's are: back to back, each turn would also pay for
+    the previous one's clean-up on the same two cores."""
     ws = await stack.socket()
     try:
         await start_session(ws, voice_output=True)
         results = []
         for _ in range(runs):
-            stack.llm.queue(Reply("Okay. Done."))
+            await asyncio.sleep(think_s)
             results.append((await typed_turn(ws, "ping"))["end"] * 1000)
         return results
     finally:
@@ -340,9 +409,7 @@ async def overhead(stack, runs):
 
 
 async def concurrency(stack, sessions, turns_per_session):
-    reply = "Okay, noted. Anything else?"
-    llm_seconds = len(tokenize(reply)) / 200
-    stack.llm.default = Reply(reply, tokens_per_s=200)
+    """`sessions` WebSocket sessions at once, each doing typed turns (instant LLM, voice output off)."""
     overheads, errors = [], 0
 
     async def one():
@@ -357,8 +424,7 @@ async def concurrency(stack, sessions, turns_per_session):
             for _ in range(turns_per_session):
                 try:
                     result = await typed_turn(ws, "hello")
-                    # Until the reply is saved, minus what the LLM itself takes to write it.
-                    overheads.append((result["reply_done"] - llm_seconds) * 1000)
+                    overheads.append(result["reply_done"] * 1000)  # until the reply is saved
                 except Exception:
                     errors += 1
         finally:
@@ -377,15 +443,15 @@ async def concurrency(stack, sessions, turns_per_session):
 
 
 # -- the run --------------------------------------------------------------------------------------
-def run(quick: bool, out=print) -> dict:
+def run(quick: bool, out=print, database_url: str = "") -> dict:
     runs = 3 if quick else 7
     results: dict[str, float] = {}
-    with ExitStack() as stack_guard:
-        llm = stack_guard.enter_context(FakeLLMServer(api_key="sk-bench"))
-        stack = Stack(llm=llm, tts_engine="piper")
+    with ExitStack() as guard:
+        llm = guard.enter_context(FakeLLMServer(api_key="sk-bench"))
+        stack = Stack(llm_url=llm.base_url, llm=llm, tts_engine="piper", database_url=database_url)
+        guard.callback(stack.stop)
         stack.start()
-        stack_guard.callback(stack.stop)
-        out("stack up: daphne, celery worker, redis, fake LLM (300 ms to first token, 30 tokens/s)")
+        out(f"stack up: daphne, celery worker, redis, {stack.database}, fake LLM (300 ms to first token, 30 tokens/s)")
 
         # Interleaved, so the three see the same machine load (this machine is shared and noisy).
         streamed, whole, floor = [], [], []
@@ -409,22 +475,22 @@ def run(quick: bool, out=print) -> dict:
         results["web_peak_mb"] = peak_rss_mb(stack.processes["web"].pid)
         results["worker_peak_mb"] = peak_rss_mb(stack.processes["worker"].pid)
         stack.stop()
-        stack_guard.pop_all()
 
-        silent = Stack(llm=llm, tts_engine="silence")
+        # Instant LLM (its own process, so it never competes with the clients) and instant engine.
+        llm_proc, llm_url = llm_process(INSTANT_REPLY)
+        guard.callback(stop_process, llm_proc)
+        silent = Stack(llm_url=llm_url, tts_engine="silence", database_url=database_url)
+        guard.callback(silent.stop)
         silent.start()
-        try:
-            values = asyncio.run(overhead(silent, runs * 5))
-            results["overhead_p50_ms"] = percentile(values, 50)
-            results["overhead_p95_ms"] = percentile(values, 95)
-            for sessions in (50,) if quick else (50, 100, 200):
-                figures = asyncio.run(concurrency(silent, sessions, 2 if quick else 3))
-                results[f"sessions_{sessions}_turns_per_s"] = figures["turns_per_s"]
-                results[f"sessions_{sessions}_p50_ms"] = figures["p50"]
-                results[f"sessions_{sessions}_p95_ms"] = figures["p95"]
-                results[f"sessions_{sessions}_p99_ms"] = figures["p99"]
-                results[f"sessions_{sessions}_errors"] = figures["errors"]
-            results["web_peak_mb"] = max(results["web_peak_mb"], peak_rss_mb(silent.processes["web"].pid))
-        finally:
-            silent.stop()
+        values = asyncio.run(overhead(silent, runs * 5))
+        results["overhead_p50_ms"] = percentile(values, 50)
+        results["overhead_p95_ms"] = percentile(values, 95)
+        for sessions in (50,) if quick else (50, 100, 200):
+            figures = asyncio.run(concurrency(silent, sessions, 2 if quick else 3))
+            results[f"sessions_{sessions}_turns_per_s"] = figures["turns_per_s"]
+            results[f"sessions_{sessions}_p50_ms"] = figures["p50"]
+            results[f"sessions_{sessions}_p95_ms"] = figures["p95"]
+            results[f"sessions_{sessions}_p99_ms"] = figures["p99"]
+            results[f"sessions_{sessions}_errors"] = figures["errors"]
+        results["web_peak_mb"] = max(results["web_peak_mb"], peak_rss_mb(silent.processes["web"].pid))
     return results

@@ -13,6 +13,7 @@ scripted per request: queue replies, delays, HTTP errors, malformed or dropped s
 import contextlib
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -196,6 +197,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away (a closed stream, a dropped keep-alive connection): not news
+        super().handle_error(request, client_address)
+
 
 class FakeLLMServer:
     def __init__(
@@ -272,3 +278,32 @@ class FakeLLMServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def main(argv=None):
+    """`python -m chat.fake_llm`: serve one scripted reply to every request until stopped (benchmarks run
+    it in its own process so that its work never competes with the clients being measured)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="sk-test")
+    parser.add_argument("--reply", default="好的。", help="the reply's text")
+    parser.add_argument("--ttft", type=float, default=0.0, help="seconds before the first token")
+    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="0: as fast as possible")
+    args = parser.parse_args(argv)
+    server = FakeLLMServer(
+        api_key=args.api_key, port=args.port, default=Reply(args.reply, ttft=args.ttft, tokens_per_s=args.tokens_per_s)
+    )
+    server.title_default = server.default
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    with server:
+        print(server.base_url, flush=True)
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -144,6 +144,8 @@ if _db["ENGINE"] == "django.db.backends.mysql":
     # Persistent connections are safe under daphne/Celery only with health checks on reuse.
     _db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+# Threads (each with its own connection) for database work from async code (magicmirror/dbasync.py).
+DB_ASYNC_THREADS = env.int("DB_ASYNC_THREADS", default=1 if _db["ENGINE"].endswith("sqlite3") else 4)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache ----------------------------------------------

@@ -24,6 +24,10 @@ WHITENOISE_USE_FINDERS = True
 if DATABASES["default"]["ENGINE"].endswith("mysql"):  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = os.environ.get("MM_TEST_DB_NAME", f"test_magicmirror_{os.getpid()}")  # noqa: F405
 
+# Tests wrapped in a transaction need every query on the test's own connection: one thread-sensitive
+# database thread, unless a test (or the server processes it starts) asks for the pool.
+DB_ASYNC_THREADS = int(os.environ.get("DB_ASYNC_THREADS", "1"))
+
 # Queues and channel names of this run's own: concurrent runs on one Redis never take each
 # other's jobs. Worker and server processes started by the tests inherit the run id.
 TEST_RUN_ID = os.environ.setdefault("MM_TEST_RUN_ID", f"{os.getpid()}")

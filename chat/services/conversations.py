@@ -22,9 +22,10 @@ def _clean_title(title) -> str:
     return title
 
 
-def conversation_create(*, user, title: str = "") -> Conversation:
+def conversation_create(*, user, title: str = "", final: bool | None = None) -> Conversation:
+    """A new conversation. A title given is final (kept) unless `final=False` (a placeholder)."""
     title = _clean_title(title)
-    return Conversation.objects.create(owner=user, title=title, title_is_final=bool(title))
+    return Conversation.objects.create(owner=user, title=title, title_is_final=bool(title) if final is None else final)
 
 
 def conversation_rename(*, user, conversation_id, title: str) -> Conversation:
@@ -63,7 +64,7 @@ def message_text_clean(text) -> str:
 
 
 def message_create(*, conversation, role, content, **fields) -> Message:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # part of the caller's transaction, if any
         message = Message.objects.create(conversation=conversation, role=role, content=content, **fields)
         # Touch the conversation so "newest first" follows activity.
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())

@@ -10,11 +10,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
 from magicmirror import metrics
+from magicmirror.dbasync import db_call
 from magicmirror.logging import current_turn_id, new_turn_id
 
 from .. import llm
@@ -42,17 +42,17 @@ def message_payload(message: Message) -> dict:
 def turn_start(*, user, conversation_id, text, source=Message.Source.TEXT):
     """Validate and save the user's message (before the LLM is called). Returns what the LLM needs."""
     text = message_text_clean(text)
+    # Few round trips: this runs on every turn, before the LLM is asked.
     with transaction.atomic():
         if conversation_id in (None, ""):
-            conversation = conversation_create(user=user)
+            # A readable title right away; the LLM's title replaces it after the first reply.
+            conversation = conversation_create(user=user, title=title_fallback(text), final=False)
         else:
             conversation = conversation_get(user=user, conversation_id=conversation_id)
-        first_turn = not conversation.messages.exists()
+            if not conversation.title_is_final and not conversation.messages.exists():
+                conversation.title = title_fallback(text)
+                Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
         user_message = message_create(conversation=conversation, role=Message.Role.USER, content=text, source=source)
-        if first_turn and not conversation.title_is_final:
-            # A readable title right away; the LLM's title replaces it after the first reply.
-            Conversation.objects.filter(pk=conversation.pk).update(title=title_fallback(text))
-            conversation.refresh_from_db(fields=["title", "updated_at"])
     return conversation, user_message, llm_messages(conversation=conversation), not conversation.title_is_final
 
 
@@ -87,8 +87,8 @@ async def reply_stream(
     `on_reply_complete()`, if given, is called when the LLM has finished, before the reply is saved:
     a voice turn hands its last sentence to synthesis without waiting for the database.
     """
-    conversation, user_message, messages, needs_title = await sync_to_async(turn_start)(
-        user=user, conversation_id=conversation_id, text=text, source=source
+    conversation, user_message, messages, needs_title = await db_call(
+        turn_start, user=user, conversation_id=conversation_id, text=text, source=source
     )
     turn_id = current_turn_id() or new_turn_id()  # the voice session's, else one for this request
     metrics.turn_started(source)
@@ -102,7 +102,8 @@ async def reply_stream(
     saved: Message | None = None
 
     async def save(interrupted, content=None):
-        return await sync_to_async(_reply_save)(
+        return await db_call(
+            _reply_save,
             conversation=conversation,
             content="".join(parts) if content is None else content,
             interrupted=interrupted,

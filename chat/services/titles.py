@@ -2,8 +2,9 @@
 
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from magicmirror.dbasync import db_call
 
 from .. import llm
 from ..models import Conversation
@@ -41,8 +42,7 @@ def title_clean(raw: str) -> str:
 
 async def title_generate(*, conversation_id: int, user_text: str, reply_text: str) -> str | None:
     """Generate and save a title unless one is final already. Returns the new title or None."""
-    conversation = await Conversation.objects.aget(pk=conversation_id)
-    if conversation.title_is_final:
+    if await db_call(_title_is_final, conversation_id):
         return None
     title = ""
     try:
@@ -59,9 +59,16 @@ async def title_generate(*, conversation_id: int, user_text: str, reply_text: st
     except llm.LLMError as exc:
         logger.info("Title generation failed (%s); using the fallback title.", exc.code)
     title = title or title_fallback(user_text)
-    updated = await sync_to_async(
-        lambda: Conversation.objects.filter(pk=conversation_id, title_is_final=False).update(
-            title=title, title_is_final=True
-        )
-    )()
+    updated = await db_call(_title_save, conversation_id, title)
     return title if updated else None
+
+
+def _title_is_final(conversation_id) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, title_is_final=True).exists()
+
+
+def _title_save(conversation_id, title) -> int:
+    # Only if no title was set meanwhile (a rename while the LLM was thinking wins).
+    return Conversation.objects.filter(pk=conversation_id, title_is_final=False).update(
+        title=title, title_is_final=True
+    )

@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat.models import Message
 from chat.selectors import conversation_get
 from magicmirror import metrics
+from magicmirror.dbasync import db_call
 from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
 from voice import inbox, jobs
@@ -330,7 +330,7 @@ class VoiceSession:
                 code="unsupported_protocol",
             )
         self.limits = Limits()  # settings as they are when the session starts
-        user_settings = await sync_to_async(user_settings_get)(user=self.user)
+        user_settings = await db_call(user_settings_get, user=self.user)
         self.mode = user_settings.input_mode
         self.voice_output = user_settings.voice_output
         self.speaker_id = user_settings.current_speaker_id
@@ -342,12 +342,12 @@ class VoiceSession:
         if "conversation_id" in config:
             conversation_id = config["conversation_id"]
             if conversation_id is not None:
-                await sync_to_async(conversation_get)(user=self.user, conversation_id=conversation_id)
+                await db_call(conversation_get, user=self.user, conversation_id=conversation_id)
             self.conversation_id = conversation_id
         if "speaker_id" in config:
             speaker_id = config["speaker_id"]
             if speaker_id is not None:
-                await sync_to_async(speaker_get)(user=self.user, speaker_id=speaker_id)
+                await db_call(speaker_get, user=self.user, speaker_id=speaker_id)
             self.speaker_id = speaker_id
         if "mode" in config:
             if config["mode"] not in MODES:
@@ -378,11 +378,11 @@ class VoiceSession:
     async def ready_event(self) -> dict:
         conversation = None
         if self.conversation_id is not None:
-            c = await sync_to_async(conversation_get)(user=self.user, conversation_id=self.conversation_id)
+            c = await db_call(conversation_get, user=self.user, conversation_id=self.conversation_id)
             conversation = {"id": c.pk, "title": c.title}
         speaker = None
         if self.speaker_id is not None:
-            s = await sync_to_async(speaker_get)(user=self.user, speaker_id=self.speaker_id)
+            s = await db_call(speaker_get, user=self.user, speaker_id=self.speaker_id)
             speaker = {"id": s.pk, "name": s.name}
         return {
             "type": "ready",
@@ -596,7 +596,7 @@ class VoiceSession:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         # Nothing of the old turn can be sent after this point: its tasks are all finished.
-        message_id = await sync_to_async(self._last_interrupted_reply_id)()
+        message_id = await db_call(self._last_interrupted_reply_id)
         event = {"type": "interrupted", "turn_id": self._turn_id, "message_id": message_id}
         await self.emit(event)
         if self._utterance is None:

@@ -42,6 +42,7 @@ def process_env(fake_llm_server, **extra):
         LLM_MAX_RETRIES="0",
         VOICE_TTS_ENGINES="piper",
         VOICE_MAX_AUDIO_RATE="1000",
+        DB_ASYNC_THREADS="4",  # as in production on MySQL: database work on a pool of threads
         **extra,
     )
     return env
