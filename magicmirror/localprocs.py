@@ -205,7 +205,7 @@ def wait_for_worker(app, name: str, process: subprocess.Popen, timeout: float = 
     wait_until(answered, timeout, f"the worker {name} answering a ping", interval=0)
 
 
-def test_process_env(**extra) -> dict:
+def child_env(**extra) -> dict:
     """For a server or worker a test starts: this process's environment (the test run's id, Redis,
     MEDIA_ROOT), the test settings, and the database pointed at the test database (call it once
     pytest-django has created that). `extra` entries override; a None value removes the variable."""

@@ -19,11 +19,11 @@ from chat.models import Message
 from chat.tests.test_voice_e2e import collect, open_socket, session_cookie
 from magicmirror.celery import app as celery_app
 from magicmirror.localprocs import (
+    child_env,
     start_daphne,
     start_redis,
     start_worker,
     stop_process,
-    test_process_env,
     wait_for_worker,
 )
 from voice import jobs
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)
 
 
 def llm_env(fake_llm_server, **extra):
-    return test_process_env(
+    return child_env(
         LLM_API_KEY="sk-test",
         LLM_BASE_URL=fake_llm_server.base_url,
         LLM_MODEL="fake-model",

@@ -162,22 +162,41 @@ class Command(BaseCommand):
         parser.add_argument("--load", action="store_true", help="Try loading every configured engine here.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
         parser.add_argument("--timeout", type=float, default=2.0, help="Seconds to wait for workers (default 2).")
+        parser.add_argument(
+            "--ready",
+            action="store_true",
+            help="Exit with status 1 unless ready, as /health/ready: database, channel layer, a worker per queue.",
+        )
 
-    def handle(self, *args, load=False, json=False, timeout=2.0, **options):
+    def handle(self, *args, load=False, json=False, timeout=2.0, ready=False, **options):
         report = {
+            "services": _services(),
             "engines": _engines(load),
             "models": _models(),
             "gpu": _gpu(),
             "tensorrt": _tensorrt(),
             "workers": _workers(timeout),
         }
+        report["ready"] = _ready(report)
         if json:
             self.stdout.write(_json_dumps(report))
         else:
             self._print(report)
+        if ready and not report["ready"]:
+            raise SystemExit(1)
 
     def _print(self, report):
         out = self.stdout.write
+        services = report["services"]
+        database, layer = services["database"], services["channel_layer"]
+        if database["ok"]:
+            out(f"Database: ok ({database['vendor']}, {database['ms']} ms)")
+        else:
+            out(f"Database: DOWN ({database['error']})")
+        if layer["ok"]:
+            out(f"Channel layer: ok ({layer['backend']}, {layer['ms']} ms)")
+        else:
+            out(f"Channel layer: DOWN ({layer['backend']}: {layer.get('error', 'no answer')})")
         engines = report["engines"]
         out("TTS engines (fallback order):")
         for entry in engines["tts_chain"]:
@@ -242,6 +261,21 @@ class Command(BaseCommand):
                     out(f"Queue {queue}: NO WORKER")
             if workers["unserved_queues"]:
                 out("No worker serves: " + ", ".join(workers["unserved_queues"]))
+        out("Ready: yes" if report["ready"] else "Ready: NO")
+
+
+def _services() -> dict:
+    """The database and the channel layer (Redis), checked as /health/ready checks them."""
+    from magicmirror.health import check_channel_layer, check_database
+
+    return {"database": check_database(), "channel_layer": check_channel_layer()}
+
+
+def _ready(report) -> bool:
+    """What /health/ready answers: both services up and every queue the configuration uses served."""
+    workers = report["workers"]
+    served = workers["mode"] == "in-process" or ("error" not in workers and not workers["unserved_queues"])
+    return report["services"]["database"]["ok"] and report["services"]["channel_layer"]["ok"] and served
 
 
 def _engine_list(engines: dict) -> str:
