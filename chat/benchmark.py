@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -408,12 +409,21 @@ async def overhead(stack, runs, think_s=0.1):
         await ws.close()
 
 
-async def concurrency(stack, sessions, turns_per_session):
-    """`sessions` WebSocket sessions at once, each doing typed turns (instant LLM, voice output off)."""
+THINK_S = (2.0, 6.0)  # between a reply and the next message: people listen, read and talk
+
+
+async def concurrency(stack, sessions, turns_per_session, think_s=THINK_S, seed=1):
+    """`sessions` WebSocket sessions open at once, each doing typed turns (instant LLM, voice output off).
+
+    Each session waits a random think time (uniform in `think_s`, seeded) before each turn, the
+    first included, so the sessions' turns interleave as real ones do instead of arriving in one
+    burst. A turn's overhead is message sent -> reply saved (`reply_done`), all of it orchestration.
+    """
     overheads, errors = [], 0
 
-    async def one():
+    async def one(index):
         nonlocal errors
+        pause = random.Random(seed * 100_003 + index)
         try:
             ws = await stack.socket()
         except Exception:
@@ -422,16 +432,17 @@ async def concurrency(stack, sessions, turns_per_session):
         try:
             await start_session(ws, voice_output=False)
             for _ in range(turns_per_session):
+                await asyncio.sleep(pause.uniform(*think_s))
                 try:
                     result = await typed_turn(ws, "hello")
-                    overheads.append(result["reply_done"] * 1000)  # until the reply is saved
+                    overheads.append(result["reply_done"] * 1000)
                 except Exception:
                     errors += 1
         finally:
             await ws.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(sessions)))
+    await asyncio.gather(*(one(i) for i in range(sessions)))
     elapsed = time.perf_counter() - started
     return {
         "turns_per_s": len(overheads) / elapsed,
