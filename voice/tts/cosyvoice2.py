@@ -4,6 +4,7 @@ The adapter follows the Python API of upstream commit ace7c47f41bbd303aa6bf1ea80
 (2026-03-16), `cosyvoice.cli.cosyvoice.CosyVoice2`, and also the older form (before upstream 622a3a1,
 2025-12-08) whose prompts are 16 kHz float tensors `prompt_speech_16k` instead of WAV paths; which one is
 installed is read from the parameter names of `add_zero_shot_spk` / `frontend.frontend_zero_shot`.
+voice/tests/cosyvoice_real runs this adapter against the real upstream classes (the older form) on a CPU.
 
 - The official code is not on PyPI (the package named `cosyvoice` there is a third-party wrapper): a GPU
   host installs it from git, see docs/cosyvoice2.md. Without it, or without the weights, construction raises
