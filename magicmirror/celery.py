@@ -1,4 +1,4 @@
-"""Celery application. Workers: `celery -A magicmirror worker` (see docs/deployment.md).
+"""Celery application. Workers: `celery -A magicmirror worker` (see docs/deploy.md).
 
 In the embedded default (no REDIS_URL) tasks run eagerly inside the web process.
 """
