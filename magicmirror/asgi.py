@@ -15,7 +15,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from magicmirror.graceful import GracefulShutdown  # noqa: E402
+from magicmirror.graceful import GracefulShutdown, patch_daphne_shutdown  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
@@ -26,4 +26,5 @@ router = ProtocolTypeRouter(
 )
 
 # On SIGTERM a reply in flight is saved before daphne exits (magicmirror/graceful.py).
+patch_daphne_shutdown()
 application = GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS)

@@ -82,3 +82,38 @@ class GracefulShutdown:
             # Return rather than re-raise: daphne gathers the cancelled connections without
             # return_exceptions, so the first one to raise would end its wait for all the others.
             return None
+
+
+def patch_daphne_shutdown() -> None:
+    """Make daphne's SIGTERM handling wait for the running connections again.
+
+    daphne 4.x (`Server.kill_all_applications`, its "before shutdown" trigger) reads
+    `details["application_instance"]` for every connection it tracks. Some have none: an HTTP
+    request between its arrival and its processing, and the HTTP request that was upgraded to a
+    WebSocket (tracked for up to a second afterwards). The KeyError then aborts the trigger, and
+    daphne exits at once: nothing is cancelled, nothing is waited for, replies in flight are lost.
+    The same method, skipping such connections.
+    """
+    try:
+        from daphne.server import Server
+        from twisted.internet import defer
+    except ImportError:  # pragma: no cover - daphne is a dependency
+        return
+    if getattr(Server.kill_all_applications, "magicmirror_patched", False):
+        return
+    server_logger = logging.getLogger("daphne.server")
+
+    def kill_all_applications(self):
+        wait_for = []
+        for details in list(self.connections.values()):
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                instance.cancel()
+                wait_for.append(instance)
+        server_logger.info("Killed %i pending application instances", len(wait_for))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*wait_for))
+        waiting.addErrback(lambda failure: None)
+        return waiting
+
+    kill_all_applications.magicmirror_patched = True
+    Server.kill_all_applications = kill_all_applications

@@ -92,16 +92,26 @@ async def test_daphne_sigterm_saves_the_replies_in_flight(fake_llm_server, fake_
         async with asyncio.timeout(30):
             await sse_seen.wait()
 
+        # An idle socket opened just now: daphne still tracks the HTTP request it was upgraded from,
+        # which once made its shutdown skip every connection (magicmirror.graceful.patch_daphne_shutdown).
+        idle = await open_socket(port, user)
+        assert json.loads(await idle.recv())["type"] == "hello"
+
         daphne.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         async with asyncio.timeout(20):
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 while True:
                     await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed) as idle_closed:
+                while True:
+                    await idle.recv()
             await sse
         assert await asyncio.to_thread(daphne.wait, 20) == 0, log_path.read_text()[-3000:]
         assert time.monotonic() - stopped_at < 15
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503, log_path.read_text()[-3000:]
+        for socket_closed in (closed, idle_closed):
+            rcvd = socket_closed.value.rcvd
+            assert rcvd is not None and rcvd.code == 4503, log_path.read_text()[-3000:]
     finally:
         stop_process(daphne)
         log.close()
