@@ -23,20 +23,26 @@ def message_list(*, conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-def llm_history(*, conversation, max_messages=None, max_chars=None) -> list[dict]:
+def llm_history(*, conversation, max_messages=None, max_chars=None, pending_user_text=None) -> list[dict]:
     """The conversation's most recent messages as LLM chat messages, oldest first.
 
     Newest messages are taken until either budget is spent; the newest one is always kept (cut to
     the character budget if it alone exceeds it). Empty replies (failed turns) are skipped.
+    `pending_user_text` is a user message not saved yet: the newest of all.
     """
     max_messages = settings.LLM_HISTORY_MAX_MESSAGES if max_messages is None else max_messages
     max_chars = settings.LLM_HISTORY_MAX_CHARS if max_chars is None else max_chars
-    recent = (
+    limit = max(max_messages, 1)
+    pending = [(Message.Role.USER, pending_user_text)] if pending_user_text else []
+    saved = (
         conversation.messages.exclude(content="")
         .exclude(role=Message.Role.SYSTEM)
         .order_by("-created_at", "-id")
-        .values_list("role", "content")[: max(max_messages, 1)]
+        .values_list("role", "content")[: limit - len(pending)]
+        if limit > len(pending) and conversation.pk is not None
+        else []
     )
+    recent = [*pending, *saved]
     picked, used = [], 0
     for role, content in recent:
         if picked and used + len(content) > max_chars:
@@ -52,5 +58,6 @@ def llm_history(*, conversation, max_messages=None, max_chars=None) -> list[dict
     return picked
 
 
-def llm_messages(*, conversation) -> list[dict]:
-    return [{"role": "system", "content": settings.LLM_SYSTEM_PROMPT}, *llm_history(conversation=conversation)]
+def llm_messages(*, conversation, pending_user_text=None) -> list[dict]:
+    history = llm_history(conversation=conversation, pending_user_text=pending_user_text)
+    return [{"role": "system", "content": settings.LLM_SYSTEM_PROMPT}, *history]

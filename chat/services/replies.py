@@ -7,6 +7,7 @@ part-way (what arrived is kept, with the error code), and when the consumer stop
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,21 +40,39 @@ def message_payload(message: Message) -> dict:
     }
 
 
-def turn_start(*, user, conversation_id, text, source=Message.Source.TEXT):
-    """Validate and save the user's message (before the LLM is called). Returns what the LLM needs."""
+def turn_prepare(*, user, conversation_id, text):
+    """Validate the input and read what the LLM needs: (text, conversation, LLM messages, first turn?).
+
+    Nothing of the turn is written yet except a new conversation (the message needs its row): the
+    LLM is asked while the user's message is saved (`turn_save_user_message`).
+    """
     text = message_text_clean(text)
-    # Few round trips: this runs on every turn, before the LLM is asked.
+    if conversation_id in (None, ""):
+        # A readable title right away; the LLM's title replaces it after the first reply.
+        conversation = conversation_create(user=user, title=title_fallback(text), final=False)
+        first_turn = True
+    else:
+        conversation = conversation_get(user=user, conversation_id=conversation_id)
+        first_turn = not conversation.title_is_final and not conversation.messages.exists()
+        if first_turn:
+            conversation.title = title_fallback(text)
+    return text, conversation, llm_messages(conversation=conversation, pending_user_text=text), first_turn
+
+
+def turn_save_user_message(*, conversation, text, source, first_turn) -> Message:
     with transaction.atomic():
-        if conversation_id in (None, ""):
-            # A readable title right away; the LLM's title replaces it after the first reply.
-            conversation = conversation_create(user=user, title=title_fallback(text), final=False)
-        else:
-            conversation = conversation_get(user=user, conversation_id=conversation_id)
-            if not conversation.title_is_final and not conversation.messages.exists():
-                conversation.title = title_fallback(text)
-                Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
-        user_message = message_create(conversation=conversation, role=Message.Role.USER, content=text, source=source)
-    return conversation, user_message, llm_messages(conversation=conversation), not conversation.title_is_final
+        if first_turn:
+            Conversation.objects.filter(pk=conversation.pk, title_is_final=False).update(title=conversation.title)
+        return message_create(conversation=conversation, role=Message.Role.USER, content=text, source=source)
+
+
+async def _first_delta(stream):
+    """The stream's first piece of text (None if it has none): awaited in a task, so the request
+    is on its way while the user's message is being saved."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
 
 
 def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -> Message | None:
@@ -87,14 +106,13 @@ async def reply_stream(
     `on_reply_complete()`, if given, is called when the LLM has finished, before the reply is saved:
     a voice turn hands its last sentence to synthesis without waiting for the database.
     """
-    conversation, user_message, messages, needs_title = await db_call(
-        turn_start, user=user, conversation_id=conversation_id, text=text, source=source
+    text, conversation, messages, first_turn = await db_call(
+        turn_prepare, user=user, conversation_id=conversation_id, text=text
     )
+    needs_title = not conversation.title_is_final
     turn_id = current_turn_id() or new_turn_id()  # the voice session's, else one for this request
     metrics.turn_started(source)
     logger.info("Turn in conversation %s (%s)", conversation.pk, source, extra={"turn_id": turn_id})
-    yield {"type": "conversation", "conversation": {"id": conversation.pk, "title": conversation.title}}
-    yield {"type": "user_message", "message": message_payload(user_message)}
 
     parts: list[str] = []
     error: llm.LLMError | None = None
@@ -111,28 +129,48 @@ async def reply_stream(
             speaker_id=speaker_id,
         )
 
+    stream = llm.stream_reply(messages)
+    first = asyncio.ensure_future(_first_delta(stream))
     try:
+        user_message = await db_call(
+            turn_save_user_message, conversation=conversation, text=text, source=source, first_turn=first_turn
+        )
+        yield {"type": "conversation", "conversation": {"id": conversation.pk, "title": conversation.title}}
+        yield {"type": "user_message", "message": message_payload(user_message)}
         try:
-            async for delta in llm.stream_reply(messages):
-                parts.append(delta)
-                yield {"type": "delta", "text": delta}
-        except llm.LLMError as exc:
-            error = exc
-            metrics.observe_error(exc.code)
-            logger.warning("LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"turn_id": turn_id})
-        finished = True
-        if on_reply_complete is not None and error is None:
-            on_reply_complete()
-        saved = await save(interrupted=error is not None and bool(parts))
-    finally:
-        if not finished:
-            # The listener went away mid-reply: keep what arrived. Shielded so a second
-            # cancellation cannot lose the row.
             try:
-                content = content_on_interrupt() if content_on_interrupt else None
-                await asyncio.shield(save(interrupted=True, content=content))
-            except Exception:  # pragma: no cover - logged, nothing else to do on the way out
-                logger.exception("Could not save the interrupted reply of conversation %s", conversation.pk)
+                delta = await first
+                if delta is not None:
+                    parts.append(delta)
+                    yield {"type": "delta", "text": delta}
+                    async for delta in stream:
+                        parts.append(delta)
+                        yield {"type": "delta", "text": delta}
+            except llm.LLMError as exc:
+                error = exc
+                metrics.observe_error(exc.code)
+                logger.warning(
+                    "LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"turn_id": turn_id}
+                )
+            finished = True
+            if on_reply_complete is not None and error is None:
+                on_reply_complete()
+            saved = await save(interrupted=error is not None and bool(parts))
+        finally:
+            if not finished:
+                # The listener went away mid-reply: keep what arrived. Shielded so a second
+                # cancellation cannot lose the row.
+                try:
+                    content = content_on_interrupt() if content_on_interrupt else None
+                    await asyncio.shield(save(interrupted=True, content=content))
+                except Exception:  # pragma: no cover - logged, nothing else to do on the way out
+                    logger.exception("Could not save the interrupted reply of conversation %s", conversation.pk)
+    finally:
+        if not first.done():
+            first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+        await stream.aclose()
 
     if error is not None:
         yield {

@@ -63,3 +63,21 @@ def test_title_clean():
     assert title_clean('"Trip to Hangzhou."') == "Trip to Hangzhou"
     assert title_clean("标题：杭州旅行。") == "杭州旅行"
     assert title_clean("**Weekend plans**") == "Weekend plans"
+
+
+def test_a_pending_user_message_is_the_newest_and_counts_against_the_budgets(django_user_model):
+    user = django_user_model.objects.create_user("pending")
+    conversation = Conversation.objects.create(owner=user)
+    for role, content in [("user", "one"), ("assistant", "two"), ("user", "three"), ("assistant", "four")]:
+        Message.objects.create(conversation=conversation, role=role, content=content)
+
+    history = llm_history(conversation=conversation, max_messages=3, max_chars=10_000, pending_user_text="five")
+    assert [m["content"] for m in history] == ["three", "four", "five"]
+    assert history[-1]["role"] == "user"
+
+    # The characters budget: the pending message is always kept, older ones only while they fit.
+    history = llm_history(conversation=conversation, max_messages=10, max_chars=13, pending_user_text="five")
+    assert [m["content"] for m in history] == ["three", "four", "five"]
+    # An assistant message may not open the history.
+    history = llm_history(conversation=conversation, max_messages=2, max_chars=10_000, pending_user_text="five")
+    assert [m["content"] for m in history] == ["five"]
