@@ -119,20 +119,12 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     from pathlib import Path
 
     from magicmirror.celery import app
+    from magicmirror.localprocs import child_env
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("no broker: the embedded default runs jobs in-process")
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "magicmirror.settings_test"
-    test_db = settings.DATABASES["default"]["NAME"]  # the test database, once django_db_setup ran
-    env["MM_TEST_DB_NAME"] = test_db
-    # The worker is no test runner: it uses NAME itself, so point its database settings at the test database.
-    if os.environ.get("DATABASE_URL"):
-        from urllib.parse import urlsplit, urlunsplit
-
-        env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db}"))
-    else:
-        env["MYSQL_DATABASE"] = test_db
+    # The worker is no test runner: it uses NAME itself, so its database settings name the test database.
+    env = child_env()
     name = f"test-{os.getpid()}@localhost"
     command = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-n", name, "-l", "warning"]
     queues = ",".join([settings.CELERY_TASK_DEFAULT_QUEUE, settings.VOICE_ASR_QUEUE, settings.VOICE_TTS_QUEUE])

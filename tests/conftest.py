@@ -16,12 +16,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 
-from magicmirror.localprocs import start_daphne, stop_process
+from magicmirror.localprocs import child_env, start_daphne, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -68,15 +67,7 @@ def _llm_env(fake_llm_server):
 
 def _services_env(fake_llm_server):
     """The test process's environment (Redis, MEDIA_ROOT, run id), pointed at the test database."""
-    env = dict(os.environ)
-    test_db = settings.DATABASES["default"]["NAME"]  # the test database, once django_db_setup ran
-    env["MM_TEST_DB_NAME"] = test_db
-    if os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db}"))
-    else:
-        env["MYSQL_DATABASE"] = test_db
-    env.update(_llm_env(fake_llm_server))
-    return env
+    return child_env(**_llm_env(fake_llm_server))
 
 
 def _embedded_env(fake_llm_server, sqlite_path):

@@ -112,7 +112,9 @@ async def test_dev_stack_serves_a_spoken_turn_and_dev_stop_ends_it(fake_llm_serv
         try:
             await asyncio.to_thread(wait_for_port, web_port, stack, 180)
             worker = f"worker@{socket.gethostname()}"
-            await asyncio.to_thread(wait_for_worker, Celery(broker=env["REDIS_URL"]), worker, stack, 120)
+            await asyncio.to_thread(
+                wait_for_worker, Celery(broker=env["REDIS_URL"], set_as_current=False), worker, stack, 120
+            )
         except RuntimeError as exc:
             pytest.fail(f"{exc}\n{log_path.read_text()[-4000:]}")
         honcho = int((tmp_path / "stack.pid").read_text())

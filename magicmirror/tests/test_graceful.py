@@ -26,7 +26,7 @@ from magicmirror.localprocs import (
     stop_process,
     wait_for_worker,
 )
-from voice import jobs
+from voice import jobs, services
 
 pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
 
@@ -121,12 +121,22 @@ async def test_daphne_sigterm_saves_the_replies_in_flight(fake_llm_server, fake_
     )
 
 
+async def start_tts_job(queue: str, text: str, expires: float) -> tuple[str, str]:
+    """A synthesis job on `queue` (given explicitly: the test leaves Celery's routes alone), as
+    voice.jobs.tts_start queues it; returns (reply channel, job id)."""
+    from voice.tasks import tts_synthesize
+
+    channel, job_id = await jobs.new_reply_channel(), services.new_job_id()
+    await asyncio.to_thread(
+        tts_synthesize.apply_async, args=(channel, job_id, text, None, "piper"), queue=queue, expires=expires
+    )
+    return channel, job_id
+
+
 async def test_worker_sigterm_finishes_its_job_and_takes_no_new_one(fake_llm_server, settings):
     """SIGTERM to a worker mid-synthesis: the job runs to its end (Celery's warm shutdown), the
-    worker exits 0, and a job queued meanwhile waits in the queue for the next worker."""
+    worker exits 0, and a job queued meanwhile is not taken by it (it waits for the next worker)."""
     queue = f"tts-graceful-{settings.TEST_RUN_ID}"
-    settings.VOICE_TTS_QUEUE = queue
-    settings.CELERY_TASK_ROUTES = {**settings.CELERY_TASK_ROUTES, "voice.tasks.tts_*": {"queue": queue}}
     env = llm_env(fake_llm_server, VOICE_PRELOAD="tts")
     name = f"graceful-{os.getpid()}@localhost"
     worker = start_worker(env, name, [queue], concurrency=2, stdout=subprocess.DEVNULL)
@@ -134,9 +144,9 @@ async def test_worker_sigterm_finishes_its_job_and_takes_no_new_one(fake_llm_ser
         await asyncio.to_thread(wait_for_worker, celery_app, name, worker)
         text = " ".join(f"This is sentence number {i} of a long answer that takes a while to read." for i in range(12))
         messages = []
-        stream = jobs.synthesize(text=text, engine_name="piper")
+        channel, job_id = await start_tts_job(queue, text, expires=30)
         async with asyncio.timeout(60):
-            async for message in stream:
+            async for message in jobs.job_messages(channel, job_id):
                 messages.append(message)
                 if len(messages) == 1:
                     assert message["type"] == "voice.tts.chunk", message
@@ -149,8 +159,10 @@ async def test_worker_sigterm_finishes_its_job_and_takes_no_new_one(fake_llm_ser
         assert await asyncio.to_thread(worker.wait, 30) == 0
         # Nothing consumes the queue now: a new job stays there (for the next worker), unanswered.
         settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT = 2
-        late = [m async for m in jobs.synthesize(text="Anyone there?", engine_name="piper")]
-        assert late[-1]["code"] == "voice_worker_timeout"
+        channel, job_id = await start_tts_job(queue, "Anyone there?", expires=2)
+        with pytest.raises(jobs.JobTimeout):
+            async for message in jobs.job_messages(channel, job_id):
+                pytest.fail(f"a stopped worker answered: {message}")
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -190,7 +202,7 @@ async def test_idle_sessions_survive_a_redis_restart(fake_llm_server, fake_llm, 
     try:
         from celery import Celery
 
-        private = Celery(broker=env["REDIS_URL"])
+        private = Celery(broker=env["REDIS_URL"], set_as_current=False)
         await asyncio.to_thread(wait_for_worker, private, name, worker)
         fake_llm.queue(Reply("Before the restart."), Reply("A title"))
         sockets = [await start_session(port, user), await start_session(port, user)]

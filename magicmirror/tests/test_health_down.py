@@ -107,7 +107,7 @@ def test_readiness_names_each_part_that_is_down(private_stack):
 
     name = f"health-{os.getpid()}@localhost"
     worker = private_stack["worker"] = start_worker(env, name, QUEUES, stdout=subprocess.DEVNULL)
-    wait_for_worker(Celery(broker=env["REDIS_URL"]), name, worker)
+    wait_for_worker(Celery(broker=env["REDIS_URL"], set_as_current=False), name, worker)
     command = VoiceStatus(env)
     status, body, _, combined, _ = probe(port)
     assert status == 200 and combined == 200, body
