@@ -454,8 +454,23 @@ async def concurrency(stack, sessions, turns_per_session, think_s=THINK_S, seed=
 
 
 # -- the run --------------------------------------------------------------------------------------
-def run(quick: bool, out=print, database_url: str = "") -> dict:
-    runs = 3 if quick else 7
+@dataclass
+class Plan:
+    """How much to run: the full set, `--quick`, or smaller still (the harness's own test)."""
+
+    rounds: int = 7
+    lengths: tuple = (2, 5, 10)  # seconds of speech for the transcript figures
+    sessions: tuple = (50, 100, 200)
+    turns_per_session: int = 3
+    think_s: tuple = THINK_S
+
+    @classmethod
+    def quick(cls):
+        return cls(rounds=3, lengths=(2, 5), sessions=(50,), turns_per_session=2)
+
+
+def run(plan: Plan, out=print, database_url: str = "") -> dict:
+    runs = plan.rounds
     results: dict[str, float] = {}
     with ExitStack() as guard:
         llm = guard.enter_context(FakeLLMServer(api_key="sk-bench"))
@@ -479,8 +494,7 @@ def run(quick: bool, out=print, database_url: str = "") -> dict:
         results["ttfa_overhead_ms"] = results["ttfa_streamed_ms"] - results["ttfa_floor_ms"]
         results["ttfa_streamed_p95_ms"] = percentile(streamed, 95)
 
-        lengths = (2, 5) if quick else (2, 5, 10)
-        for seconds in lengths:
+        for seconds in plan.lengths:
             results[f"final_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_streamed(stack, seconds, runs)))
             results[f"whole_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_whole(stack, seconds, runs)))
         results["web_peak_mb"] = peak_rss_mb(stack.processes["web"].pid)
@@ -496,8 +510,8 @@ def run(quick: bool, out=print, database_url: str = "") -> dict:
         values = asyncio.run(overhead(silent, runs * 5))
         results["overhead_p50_ms"] = percentile(values, 50)
         results["overhead_p95_ms"] = percentile(values, 95)
-        for sessions in (50,) if quick else (50, 100, 200):
-            figures = asyncio.run(concurrency(silent, sessions, 2 if quick else 3))
+        for sessions in plan.sessions:
+            figures = asyncio.run(concurrency(silent, sessions, plan.turns_per_session, think_s=plan.think_s))
             results[f"sessions_{sessions}_turns_per_s"] = figures["turns_per_s"]
             results[f"sessions_{sessions}_p50_ms"] = figures["p50"]
             results[f"sessions_{sessions}_p95_ms"] = figures["p95"]

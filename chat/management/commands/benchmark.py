@@ -34,6 +34,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--gpu", action="store_true", help="CosyVoice2 on a GPU instead (voice/benchmark.py, docs/benchmarks.md)."
         )
+        parser.add_argument("--rounds", type=int, help="Rounds of each latency figure (default 7; --quick 3).")
+        parser.add_argument("--sessions", help="Concurrent session counts, e.g. 50,100,200 (the default; --quick 50).")
         gpu_benchmark.add_arguments(parser)
         parser.add_argument(
             "--database",
@@ -43,13 +45,25 @@ class Command(BaseCommand):
             "database, as in production (default: $DATABASE_URL when it names one; else a throw-away SQLite file).",
         )
 
-    def handle(self, *args, quick=False, json=None, database="", gpu=False, **options):
+    def handle(self, *args, quick=False, json=None, database="", gpu=False, rounds=None, sessions=None, **options):
         if gpu:
             return gpu_benchmark.handle(self, json_path=json, machine=machine(), **options)
+        plan = benchmark.Plan.quick() if quick else benchmark.Plan()
+        if rounds is not None:
+            if rounds < 1:
+                raise CommandError("--rounds must be at least 1.")
+            plan.rounds = rounds
+        if sessions is not None:
+            try:
+                plan.sessions = tuple(int(n) for n in sessions.split(",") if n.strip())
+            except ValueError:
+                raise CommandError("--sessions takes numbers separated by commas, e.g. 50,100,200.") from None
+            if not plan.sessions or min(plan.sessions) < 1:
+                raise CommandError("--sessions needs at least one count >= 1.")
         if database and not database.startswith("mysql"):
             database = ""  # SQLite: a throw-away file of the benchmark's own
         try:
-            results = benchmark.run(quick=quick, out=self.stdout.write, database_url=database)
+            results = benchmark.run(plan, out=self.stdout.write, database_url=database)
         except (RuntimeError, OSError) as exc:
             raise CommandError(f"The benchmark could not run: {exc}") from exc
         self.stdout.write(f"\nmachine: {machine()}; database: {'MySQL/MariaDB' if database else 'SQLite'}\n")
