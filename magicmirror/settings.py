@@ -202,6 +202,11 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 # A streaming job is worthless once its requester gave up: never redeliver it to another worker.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
+# Shutdown, deliberately (docs/deploy.md, "Restarts without losing work"): SIGTERM is a warm shutdown,
+# running jobs finish and are acknowledged then (acks_late); jobs a worker had reserved but not started
+# go back to the queue at once. A killed worker's jobs are not run again: Redis would hand them out only
+# after the visibility timeout, long after every voice job's `expires` (VOICE_JOB_FIRST_MESSAGE_TIMEOUT).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_WORKER_SEND_TASK_EVENTS = True
 
 # --- Auth ---------------------------------------------------------------------------------------
