@@ -230,22 +230,29 @@ async def start_session(ws, **config):
 
 
 async def typed_turn(ws, text) -> dict:
-    """Send a typed message; return the times (s) of the first audio frame and the end of the turn."""
+    """Send a typed message; return when (s after sending) the turn's milestones arrived: `saved` (the
+    user's message is saved: `turn`), `first_delta`, `reply_done` (the reply is saved), `first_audio`
+    and `end` (`audio_done`, or the return to idle when no audio is spoken)."""
     sent = time.perf_counter()
-    first_audio = reply_done = None
+    marks = {"saved": None, "first_delta": None, "reply_done": None, "first_audio": None}
     await ws.send(json.dumps({"type": "text", "text": text}))
     async for message in ws:
-        now = time.perf_counter()
+        now = time.perf_counter() - sent
         if isinstance(message, bytes):
-            first_audio = first_audio or now - sent
+            marks["first_audio"] = marks["first_audio"] or now
             continue
         event = json.loads(message)
-        if event["type"] == "error":
+        kind = event["type"]
+        if kind == "error":
             raise RuntimeError(f"{event['code']}: {event['message']}")
-        if event["type"] == "reply_done":
-            reply_done = now - sent
-        if event["type"] == "audio_done" or (event["type"] == "state" and event["state"] == "idle" and reply_done):
-            return {"first_audio": first_audio, "reply_done": reply_done, "end": now - sent}
+        if kind == "turn":
+            marks["saved"] = now
+        elif kind == "delta":
+            marks["first_delta"] = marks["first_delta"] or now
+        elif kind == "reply_done":
+            marks["reply_done"] = now
+        if kind == "audio_done" or (kind == "state" and event["state"] == "idle" and marks["reply_done"]):
+            return {**marks, "end": now}
     raise RuntimeError("socket closed mid-turn")
 
 
@@ -403,7 +410,7 @@ async def overhead(stack, runs, think_s=0.1):
         results = []
         for _ in range(runs):
             await asyncio.sleep(think_s)
-            results.append((await typed_turn(ws, "ping"))["end"] * 1000)
+            results.append(await typed_turn(ws, "ping"))
         return results
     finally:
         await ws.close()
@@ -507,9 +514,13 @@ def run(plan: Plan, out=print, database_url: str = "") -> dict:
         silent = Stack(llm_url=llm_url, tts_engine="silence", database_url=database_url)
         guard.callback(silent.stop)
         silent.start()
-        values = asyncio.run(overhead(silent, runs * 5))
+        turns = asyncio.run(overhead(silent, runs * 5))
+        values = [turn["end"] * 1000 for turn in turns]
         results["overhead_p50_ms"] = percentile(values, 50)
         results["overhead_p95_ms"] = percentile(values, 95)
+        # Where a turn's time goes: medians of its milestones (ms after the message was sent).
+        for mark in ("saved", "first_delta", "reply_done", "first_audio"):
+            results[f"overhead_{mark}_ms"] = statistics.median(turn[mark] * 1000 for turn in turns)
         for sessions in plan.sessions:
             figures = asyncio.run(concurrency(silent, sessions, plan.turns_per_session, think_s=plan.think_s))
             results[f"sessions_{sessions}_turns_per_s"] = figures["turns_per_s"]

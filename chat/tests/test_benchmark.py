@@ -20,6 +20,10 @@ NAMES = {
     "worker_peak_mb",
     "overhead_p50_ms",
     "overhead_p95_ms",
+    "overhead_saved_ms",
+    "overhead_first_delta_ms",
+    "overhead_reply_done_ms",
+    "overhead_first_audio_ms",
     "sessions_3_turns_per_s",
     "sessions_3_p50_ms",
     "sessions_3_p95_ms",
@@ -42,6 +46,8 @@ def test_a_tiny_run_produces_every_figure_on_mysql():
     assert results["ttfa_overhead_ms"] == pytest.approx(results["ttfa_streamed_ms"] - results["ttfa_floor_ms"])
     assert results["final_ms_2s"] > 0 and results["whole_ms_2s"] > 0
     assert 0 < results["overhead_p50_ms"] <= results["overhead_p95_ms"]
+    assert 0 < results["overhead_saved_ms"] < results["overhead_reply_done_ms"]
+    assert results["overhead_first_delta_ms"] < results["overhead_reply_done_ms"]
     assert results["sessions_3_errors"] == 0 and results["sessions_3_turns_per_s"] > 0
     assert results["sessions_3_p50_ms"] <= results["sessions_3_p99_ms"]
     assert results["web_peak_mb"] > 0 and results["worker_peak_mb"] > 0
