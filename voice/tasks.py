@@ -23,7 +23,7 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     channels-redis keeps its Redis connections per event loop: one loop per thread means each
     job reuses warm connections instead of connecting (and closing) for every job, which was a
     measurable part of every sentence's latency. A pooled connection that died with a Redis
-    restart is replaced by redis-py when it is next taken from the pool.
+    restart is retried on a new one (REDIS_RETRIES in the channel layer's settings).
     """
     loop = getattr(_thread_state, "loop", None)
     if loop is None or loop.is_closed():
