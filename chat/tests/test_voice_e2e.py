@@ -11,7 +11,6 @@ import sys
 import time
 import wave
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import websockets
@@ -21,7 +20,7 @@ from django.test import Client
 
 from chat.fake_llm import Reply
 from chat.models import Message
-from magicmirror.localprocs import start_daphne
+from magicmirror.localprocs import child_env, start_daphne
 from magicmirror.localprocs import stop_process as stop
 
 pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
@@ -31,11 +30,7 @@ FIXTURES = ROOT / "voice" / "tests" / "fixtures"
 
 
 def process_env(fake_llm_server, **extra):
-    env = dict(os.environ)
-    test_db = settings.DATABASES["default"]["NAME"]
-    env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{test_db}"))
-    env.update(
-        DJANGO_SETTINGS_MODULE="magicmirror.settings_test",
+    return child_env(
         LLM_API_KEY="sk-test",
         LLM_BASE_URL=fake_llm_server.base_url,
         LLM_MODEL="fake-model",
@@ -45,7 +40,6 @@ def process_env(fake_llm_server, **extra):
         DB_ASYNC_THREADS="4",  # as in production on MySQL: database work on a pool of threads
         **extra,
     )
-    return env
 
 
 @pytest.fixture

@@ -270,3 +270,24 @@ def test_a_finished_stream_cannot_be_fed(engine):
         with pytest.raises(ASRError) as exc:
             stream.accept(b"\0\0" * 160)
         assert exc.value.code == "asr_stream_closed"
+
+
+def test_warm_up_decodes_speech_through_every_pooled_recogniser(engine, monkeypatch):
+    from voice.asr import vosk as vosk_engine
+
+    clip = decode_audio(vosk_engine.WARMUP_CLIP.read_bytes(), sample_rate=RATE)
+    assert clip.duration > 1.0 and clip.peak() > 3000  # speech, not silence
+    fed: dict[int, int] = {}
+    accept = vosk_engine.VoskStream.accept
+
+    def counting_accept(self, pcm):
+        fed[id(self._rec)] = fed.get(id(self._rec), 0) + len(pcm)
+        return accept(self, pcm)
+
+    monkeypatch.setattr(vosk_engine.VoskStream, "accept", counting_accept)
+    engine.warm_up()
+
+    assert len(fed) == engine.pool_size  # each recogniser of the pool, not one of them again and again
+    assert set(fed.values()) == {len(clip.pcm)}
+    pooled = engine._pool[None]
+    assert {id(rec) for rec in pooled} == set(fed)  # and they went back to the pool, warm
