@@ -105,6 +105,7 @@ class Stack:
     llm_url: str
     tts_engine: str
     llm: FakeLLMServer | None = None  # in this process, for scripted replies; else a fixed reply elsewhere
+    preload: str = "asr,tts"  # the engines the worker loads and warms before it is used
     database_url: str = ""  # MySQL/MariaDB server to make a throw-away database on; else SQLite
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mm-bench-")))
     processes: dict = field(default_factory=dict)
@@ -133,6 +134,7 @@ class Stack:
             LLM_MODEL="fake-model",
             LLM_MAX_RETRIES="0",
             VOICE_TTS_ENGINES=self.tts_engine,
+            VOICE_PRELOAD=self.preload,
             RATELIMIT_ENABLE="false",
             VOICE_MAX_AUDIO_RATE="2.0",
             LOG_LEVEL="WARNING",
@@ -264,7 +266,20 @@ async def ttfa_streamed(stack, runs):
         results = []
         for _ in range(runs):
             stack.llm.queue(Reply(REPLY_60, ttft=0.3, tokens_per_s=30))
-            results.append((await typed_turn(ws, "Plan my evening"))["first_audio"] * 1000)
+            sent = time.perf_counter()
+            await ws.send(json.dumps({"type": "text", "text": "Plan my evening"}))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    results.append((time.perf_counter() - sent) * 1000)
+                    break
+                event = json.loads(message)
+                if event["type"] == "error":
+                    raise RuntimeError(f"{event['code']}: {event['message']}")
+            # Only the first audio counts: stop the reply instead of listening to ~10 s of it.
+            await ws.send(json.dumps({"type": "interrupt"}))
+            async for message in ws:
+                if not isinstance(message, bytes) and json.loads(message)["type"] == "interrupted":
+                    break
             await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
             while json.loads(await ws.recv())["type"] != "ready":
                 pass
@@ -479,12 +494,17 @@ class Plan:
 def run(plan: Plan, out=print, database_url: str = "") -> dict:
     runs = plan.rounds
     results: dict[str, float] = {}
+    started = time.monotonic()
+
+    def progress(what):
+        out(f"[{time.monotonic() - started:5.0f} s] {what}")
+
     with ExitStack() as guard:
         llm = guard.enter_context(FakeLLMServer(api_key="sk-bench"))
         stack = Stack(llm_url=llm.base_url, llm=llm, tts_engine="piper", database_url=database_url)
         guard.callback(stack.stop)
         stack.start()
-        out(f"stack up: daphne, celery worker, redis, {stack.database}, fake LLM (300 ms to first token, 30 tokens/s)")
+        progress(f"up: daphne, celery worker, redis, {stack.database}, fake LLM (300 ms to first token, 30 tokens/s)")
 
         # Interleaved, so the three see the same machine load (this machine is shared and noisy).
         streamed, whole, floor = [], [], []
@@ -500,20 +520,24 @@ def run(plan: Plan, out=print, database_url: str = "") -> dict:
         results["ttfa_ratio"] = results["ttfa_streamed_ms"] / results["ttfa_whole_ms"]
         results["ttfa_overhead_ms"] = results["ttfa_streamed_ms"] - results["ttfa_floor_ms"]
         results["ttfa_streamed_p95_ms"] = percentile(streamed, 95)
+        progress("time to first audio measured")
 
         for seconds in plan.lengths:
             results[f"final_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_streamed(stack, seconds, runs)))
             results[f"whole_ms_{seconds}s"] = statistics.median(asyncio.run(transcript_whole(stack, seconds, runs)))
         results["web_peak_mb"] = peak_rss_mb(stack.processes["web"].pid)
         results["worker_peak_mb"] = peak_rss_mb(stack.processes["worker"].pid)
+        progress("transcript latency measured")
         stack.stop()
 
         # Instant LLM (its own process, so it never competes with the clients) and instant engine.
         llm_proc, llm_url = llm_process(INSTANT_REPLY)
         guard.callback(stop_process, llm_proc)
-        silent = Stack(llm_url=llm_url, tts_engine="silence", database_url=database_url)
+        # No speech recognition here: its worker need not load and warm Vosk.
+        silent = Stack(llm_url=llm_url, tts_engine="silence", database_url=database_url, preload="tts")
         guard.callback(silent.stop)
         silent.start()
+        progress("up: daphne and a worker with the instant silence engine, an instant LLM")
         turns = asyncio.run(overhead(silent, runs * 5))
         values = [turn["end"] * 1000 for turn in turns]
         results["overhead_p50_ms"] = percentile(values, 50)
@@ -528,5 +552,6 @@ def run(plan: Plan, out=print, database_url: str = "") -> dict:
             results[f"sessions_{sessions}_p95_ms"] = figures["p95"]
             results[f"sessions_{sessions}_p99_ms"] = figures["p99"]
             results[f"sessions_{sessions}_errors"] = figures["errors"]
+            progress(f"{sessions} sessions measured")
         results["web_peak_mb"] = max(results["web_peak_mb"], peak_rss_mb(silent.processes["web"].pid))
     return results

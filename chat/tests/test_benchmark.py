@@ -39,7 +39,7 @@ def test_a_tiny_run_produces_every_figure_on_mysql():
     results = benchmark.run(plan, out=lines.append, database_url=os.environ["DATABASE_URL"])
 
     assert set(results) == NAMES
-    assert "MySQL/MariaDB" in lines[0]
+    assert "MySQL/MariaDB" in lines[0] and "3 sessions measured" in lines[-1]
     # The fake LLM waits 300 ms before its first token: every time to first audio includes it.
     assert results["ttfa_floor_ms"] > 300 and 300 < results["ttfa_streamed_ms"] < results["ttfa_whole_ms"]
     assert results["ttfa_ratio"] == pytest.approx(results["ttfa_streamed_ms"] / results["ttfa_whole_ms"])
