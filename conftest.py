@@ -42,11 +42,8 @@ def fake_llm_server():
 def fake_llm(fake_llm_server, settings):
     """The fake OpenAI-compatible server, with the LLM settings pointed at it."""
     fake_llm_server.reset()
-    settings.LLM_API_KEY = "sk-test"
-    settings.LLM_BASE_URL = fake_llm_server.base_url
-    settings.LLM_MODEL = "fake-model"
-    settings.LLM_TITLE_MODEL = "fake-model"
-    settings.LLM_MAX_RETRIES = 0
+    for name, value in fake_llm_server.settings().items():
+        setattr(settings, name, value)
     settings.LLM_TIMEOUT = 5.0
     yield fake_llm_server
     fake_llm_server.release()

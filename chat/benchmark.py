@@ -258,6 +258,14 @@ async def typed_turn(ws, text) -> dict:
     raise RuntimeError("socket closed mid-turn")
 
 
+async def stop_reply(ws):
+    """Interrupt the running reply and wait for the acknowledgement."""
+    await ws.send(json.dumps({"type": "interrupt"}))
+    async for message in ws:
+        if not isinstance(message, bytes) and json.loads(message)["type"] == "interrupted":
+            return
+
+
 # -- 1. time to first audio -----------------------------------------------------------------------
 async def ttfa_streamed(stack, runs):
     ws = await stack.socket()
@@ -275,11 +283,7 @@ async def ttfa_streamed(stack, runs):
                 event = json.loads(message)
                 if event["type"] == "error":
                     raise RuntimeError(f"{event['code']}: {event['message']}")
-            # Only the first audio counts: stop the reply instead of listening to ~10 s of it.
-            await ws.send(json.dumps({"type": "interrupt"}))
-            async for message in ws:
-                if not isinstance(message, bytes) and json.loads(message)["type"] == "interrupted":
-                    break
+            await stop_reply(ws)  # only the first audio counts, not the ~10 s after it
             await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
             while json.loads(await ws.recv())["type"] != "ready":
                 pass
@@ -383,10 +387,7 @@ async def transcript_streamed(stack, seconds, runs):
                     break
                 if event["type"] == "error":
                     raise RuntimeError(event)
-            await ws.send(json.dumps({"type": "interrupt"}))  # skip the reply: only the transcript counts
-            async for message in ws:
-                if not isinstance(message, bytes) and json.loads(message)["type"] == "interrupted":
-                    break
+            await stop_reply(ws)  # only the transcript counts
     finally:
         await ws.close()
     return results

@@ -257,6 +257,17 @@ class FakeLLMServer:
             self.request_count += 1
             self._got_request.notify_all()
 
+    def settings(self) -> dict:
+        """The LLM settings that point the site at this server (Django settings, or a child
+        process's environment variables)."""
+        return {
+            "LLM_API_KEY": self.api_key,
+            "LLM_BASE_URL": self.base_url,
+            "LLM_MODEL": "fake-model",
+            "LLM_TITLE_MODEL": "fake-model",
+            "LLM_MAX_RETRIES": 0,
+        }
+
     # -- lifecycle ------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:

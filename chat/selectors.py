@@ -28,7 +28,8 @@ def llm_history(*, conversation, max_messages=None, max_chars=None, pending_user
 
     Newest messages are taken until either budget is spent; the newest one is always kept (cut to
     the character budget if it alone exceeds it). Empty replies (failed turns) are skipped.
-    `pending_user_text` is a user message not saved yet: the newest of all.
+    `pending_user_text` is a user message not saved yet: the newest of all. `conversation=None`: a
+    conversation with nothing saved yet (no query).
     """
     max_messages = settings.LLM_HISTORY_MAX_MESSAGES if max_messages is None else max_messages
     max_chars = settings.LLM_HISTORY_MAX_CHARS if max_chars is None else max_chars
@@ -39,7 +40,7 @@ def llm_history(*, conversation, max_messages=None, max_chars=None, pending_user
         .exclude(role=Message.Role.SYSTEM)
         .order_by("-created_at", "-id")
         .values_list("role", "content")[: limit - len(pending)]
-        if limit > len(pending) and conversation.pk is not None
+        if limit > len(pending) and conversation is not None
         else []
     )
     recent = [*pending, *saved]

@@ -53,12 +53,8 @@ def services_mode():
 
 def _llm_env(fake_llm_server):
     return dict(
+        {name: str(value) for name, value in fake_llm_server.settings().items()},
         DJANGO_SETTINGS_MODULE="magicmirror.settings_test",
-        LLM_API_KEY="sk-test",
-        LLM_BASE_URL=fake_llm_server.base_url,
-        LLM_MODEL="fake-model",
-        LLM_TITLE_MODEL="fake-model",
-        LLM_MAX_RETRIES="0",
         VOICE_TTS_ENGINES="piper",
         RATELIMIT_LOGIN="1000/m",  # every test registers (and one logs in) from 127.0.0.1
         PYTHONUNBUFFERED="1",

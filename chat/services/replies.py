@@ -50,12 +50,11 @@ def turn_prepare(*, user, conversation_id, text):
     if conversation_id in (None, ""):
         # A readable title right away; the LLM's title replaces it after the first reply.
         conversation = conversation_create(user=user, title=title_fallback(text), final=False)
-        first_turn = True
-    else:
-        conversation = conversation_get(user=user, conversation_id=conversation_id)
-        first_turn = not conversation.title_is_final and not conversation.messages.exists()
-        if first_turn:
-            conversation.title = title_fallback(text)
+        return text, conversation, llm_messages(conversation=None, pending_user_text=text), True
+    conversation = conversation_get(user=user, conversation_id=conversation_id)
+    first_turn = not conversation.title_is_final and not conversation.messages.exists()
+    if first_turn:
+        conversation.title = title_fallback(text)
     return text, conversation, llm_messages(conversation=conversation, pending_user_text=text), first_turn
 
 

@@ -553,7 +553,7 @@ class VoiceSession:
                         for piece in splitter.feed(event["text"]):
                             speaker.add(piece)
                 elif kind == "done":
-                    speak_the_rest()  # already called when the LLM finished; a no-op then
+                    # The last sentence went to synthesis when the LLM finished (speak_the_rest).
                     message = event["message"]
                     await self.emit(
                         {"type": "reply_done", "turn_id": turn_id, "message_id": message["id"] if message else None}

@@ -31,10 +31,7 @@ FIXTURES = ROOT / "voice" / "tests" / "fixtures"
 
 def process_env(fake_llm_server, **extra):
     return child_env(
-        LLM_API_KEY="sk-test",
-        LLM_BASE_URL=fake_llm_server.base_url,
-        LLM_MODEL="fake-model",
-        LLM_MAX_RETRIES="0",
+        **fake_llm_server.settings(),
         VOICE_TTS_ENGINES="piper",
         VOICE_MAX_AUDIO_RATE="1000",
         DB_ASYNC_THREADS="4",  # as in production on MySQL: database work on a pool of threads

@@ -33,11 +33,7 @@ pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)
 
 def llm_env(fake_llm_server, **extra):
     return child_env(
-        LLM_API_KEY="sk-test",
-        LLM_BASE_URL=fake_llm_server.base_url,
-        LLM_MODEL="fake-model",
-        LLM_TITLE_MODEL="fake-model",
-        LLM_MAX_RETRIES="0",
+        **fake_llm_server.settings(),
         VOICE_TTS_ENGINES="piper",
         VOICE_MAX_AUDIO_RATE="1000",
         PYTHONUNBUFFERED="1",

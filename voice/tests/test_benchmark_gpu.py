@@ -77,20 +77,6 @@ def standin_site(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def model_dir(tmp_path):
-    """A directory with the file names CosyVoice2-0.5B has (empty placeholders), as in test_cosyvoice2."""
-    path = tmp_path / "CosyVoice2-0.5B"
-    path.mkdir()
-    for name in cv.REQUIRED_MODEL_FILES:
-        if name == "CosyVoice-BlankEN":
-            (path / name).mkdir()
-        else:
-            (path / name).write_bytes(b"")
-    (path / "flow.decoder.estimator.fp32.onnx").write_bytes(b"")
-    return path
-
-
-@pytest.fixture
 def bench(settings, model_dir, tmp_path, wav_bytes, monkeypatch):
     """Settings for the benchmark; no CUDA unless a test says otherwise. Returns the command's arguments."""
     prompt = tmp_path / "prompt.wav"

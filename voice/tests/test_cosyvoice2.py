@@ -33,22 +33,6 @@ def with_cuda():
 
 
 @pytest.fixture
-def model_dir(tmp_path):
-    """A directory with the file names CosyVoice2-0.5B has (empty placeholders)."""
-    path = tmp_path / "CosyVoice2-0.5B"
-    path.mkdir()
-    for name in cv.REQUIRED_MODEL_FILES:
-        if name == "CosyVoice-BlankEN":
-            (path / name).mkdir()
-        else:
-            (path / name).write_bytes(b"")
-    (path / "flow.decoder.estimator.fp32.onnx").write_bytes(b"")
-    (path / "flow.encoder.fp16.zip").write_bytes(b"")
-    (path / "flow.encoder.fp32.zip").write_bytes(b"")
-    return path
-
-
-@pytest.fixture
 def make_voice(tmp_path, wav_bytes):
     def make(speaker_id=7, version="v1", seconds=2.0, rate=24000, name="Grandma", write=True):
         audio = tmp_path / f"speaker-{speaker_id}-{version}.wav"
