@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from chat.fake_llm import FakeLLMServer
+from devtools.fake_llm import FakeLLMServer
 
 
 def _services_configured():
@@ -115,8 +115,8 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     import time
     from pathlib import Path
 
+    from devtools.localprocs import child_env
     from magicmirror.celery import app
-    from magicmirror.localprocs import child_env
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("no broker: the embedded default runs jobs in-process")

@@ -52,7 +52,6 @@ class MessageAdmin(admin.ModelAdmin):
         "interrupted",
         "error_code",
         "speaker",
-        "audio",
         "created_at",
     ]
 

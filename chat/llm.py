@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 import openai
@@ -106,7 +106,7 @@ async def _chat_completion(*, stream: bool, **body):
     )
 
 
-async def stream_reply(messages: list[dict]) -> AsyncIterator[str]:
+async def stream_reply(messages: list[dict]) -> AsyncGenerator[str, None]:
     """Yield the reply's text as it arrives. Raises LLMError (after any text already yielded)."""
     sent_at, first = time.monotonic(), True
     try:

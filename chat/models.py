@@ -38,9 +38,8 @@ class Message(models.Model):
     # A reply cut short (client gone, LLM failure, barge-in) keeps what had arrived.
     interrupted = models.BooleanField(default=False)
     error_code = models.CharField(max_length=32, blank=True, default="")
-    # Voice turns: the speaker whose voice read the reply, and an optional recording.
+    # Voice turns: the speaker whose voice read the reply.
     speaker = models.ForeignKey("speakers.Speaker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    audio = models.FileField(upload_to="messages/%Y/%m/", blank=True, max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -19,6 +19,16 @@ def conversation_get(*, user, conversation_id) -> Conversation:
         raise NotFound("Conversation not found.", code="conversation_not_found") from None
 
 
+def last_interrupted_reply_id(*, conversation_id) -> int | None:
+    """The id of the conversation's latest reply that was cut short, or None."""
+    return (
+        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT, interrupted=True)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
 def message_list(*, conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
@@ -44,7 +54,8 @@ def llm_history(*, conversation, max_messages=None, max_chars=None, pending_user
         else []
     )
     recent = [*pending, *saved]
-    picked, used = [], 0
+    picked: list[dict] = []
+    used = 0
     for role, content in recent:
         if picked and used + len(content) > max_chars:
             break

@@ -115,5 +115,5 @@ def patch_daphne_shutdown() -> None:
         waiting.addErrback(lambda failure: None)
         return waiting
 
-    kill_all_applications.magicmirror_patched = True
+    kill_all_applications.magicmirror_patched = True  # type: ignore[attr-defined]
     Server.kill_all_applications = kill_all_applications

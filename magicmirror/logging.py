@@ -1,16 +1,18 @@
-"""Structured logs: a JSON formatter, and the per-turn / per-job ids that join web and worker lines.
+"""Structured logs: a JSON formatter, and the trace / job ids that join web and worker lines.
 
 LOG_FORMAT=json (settings.LOGGING) writes one JSON object a line to stdout:
 
-    {"timestamp": "2025-01-01T12:00:00.123456+00:00", "level": "INFO", "logger": "voice.services",
-     "message": "...", "process": 1234, "thread": "MainThread", "turn_id": "9f2c...", "job_id": "ab12..."}
+    {"timestamp": "2025-01-01T12:00:00.123456+00:00", "level": "INFO", "logger": "voice.jobs.runners",
+     "message": "...", "process": 1234, "thread": "MainThread", "trace_id": "9f2c...", "job_id": "ab12..."}
 
-`turn_id` and `job_id` appear when set: by `log_context()` (a context variable, so it follows
-asyncio tasks created inside it and the code of one thread), or by `extra={"turn_id": ...}` on one
-call. The web side gives each turn an id (`new_turn_id()`); voice jobs carry it to the worker
-(voice.jobs -> voice.tasks -> voice.services, the `turn_id` argument), where the job's log lines
-are written inside `log_context(turn_id=..., job_id=...)`. Grep one turn across processes with
-`jq 'select(.turn_id == "...")'`.
+`trace_id` and `job_id` appear when set: by `log_context()` / `trace_context()` / `bind_trace()` (a
+context variable, so it follows asyncio tasks created inside it and the code of one thread), or by
+`extra={"trace_id": ...}` on one call. The web side gives each chat turn a trace id
+(`new_trace_id()`); voice jobs carry it to the worker (voice.jobs.requester -> voice.jobs.tasks ->
+voice.jobs.runners, the `trace_id` argument), where the job's log lines are written inside
+`log_context(trace_id=..., job_id=...)`. Grep one turn across processes with
+`jq 'select(.trace_id == "...")'`. (A trace id is a log correlation id: the live session's
+`turn_id` is something else, a per-socket turn counter of the WebSocket protocol.)
 
 This module must stay importable before Django is set up (settings.LOGGING names its classes).
 """
@@ -22,36 +24,32 @@ import json
 import logging
 import uuid
 
-turn_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mm_turn_id", default=None)
+trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mm_trace_id", default=None)
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mm_job_id", default=None)
 
-CONTEXT_FIELDS = (("turn_id", turn_id_var), ("job_id", job_id_var))
+CONTEXT_FIELDS = (("trace_id", trace_id_var), ("job_id", job_id_var))
 
 # Attributes every LogRecord has: anything else on a record came from `extra=` and is logged too.
 _RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-def new_turn_id() -> str:
+def new_trace_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def current_turn_id() -> str | None:
-    return turn_id_var.get()
-
-
-def current_job_id() -> str | None:
-    return job_id_var.get()
+def current_trace_id() -> str | None:
+    return trace_id_var.get()
 
 
 @contextlib.contextmanager
-def log_context(*, turn_id=None, job_id=None):
+def log_context(*, trace_id=None, job_id=None):
     """Tag every log line written inside (this thread, or this task and tasks created in it).
 
     A None argument leaves that id as it was (an enclosing context's id stays).
     """
     tokens = []
-    if turn_id is not None:
-        tokens.append((turn_id_var, turn_id_var.set(str(turn_id))))
+    if trace_id is not None:
+        tokens.append((trace_id_var, trace_id_var.set(str(trace_id))))
     if job_id is not None:
         tokens.append((job_id_var, job_id_var.set(str(job_id))))
     try:
@@ -64,8 +62,27 @@ def log_context(*, turn_id=None, job_id=None):
                 var.set(None)
 
 
+def trace_context(trace_id: str | None = None):
+    """`with trace_context():` tags log lines (and the voice jobs started inside) with one trace id.
+
+    Without an argument a new id is made. Enter it in the task that runs the turn: tasks created
+    inside inherit it, and voice.jobs passes it to the workers.
+    """
+    return log_context(trace_id=trace_id or new_trace_id())
+
+
+def bind_trace(trace_id: str | None = None) -> str:
+    """Tag the rest of the current asyncio task (and tasks it creates) with a trace id; returns it.
+
+    For the first line of a task that runs one turn (no reset needed: the task's context ends with it).
+    """
+    trace_id = trace_id or new_trace_id()
+    trace_id_var.set(trace_id)
+    return trace_id
+
+
 class ContextFilter(logging.Filter):
-    """Puts turn_id/job_id on every record (None when unset), for `%(turn_id)s` in plain formats."""
+    """Puts trace_id/job_id on every record (None when unset), for `%(trace_id)s` in plain formats."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, var in CONTEXT_FIELDS:

@@ -4,9 +4,9 @@ Where each metric is observed:
 
 * mm_turns_total{source}                 chat.services.replies.reply_stream, once per turn (text/voice)
 * mm_llm_first_token_seconds             chat.llm.stream_reply: request sent -> first text token
-* mm_errors_total{code}                  LLM errors (replies), voice job errors and timeouts (voice.jobs)
-* mm_tts_first_chunk_seconds{engine}     voice.jobs.job_messages: the job's own `started` -> first chunk's `t`
-* mm_tts_real_time_factor{engine}        voice.jobs.job_messages: synthesis seconds / audio seconds, at done
+* mm_errors_total{code}                  LLM errors (replies), voice job errors and timeouts (voice.jobs.requester)
+* mm_tts_first_chunk_seconds{engine}     voice.jobs.requester.job_messages: the job's own `started` -> first chunk's `t`
+* mm_tts_real_time_factor{engine}        voice.jobs.requester.job_messages: synthesis seconds / audio seconds, at done
 * mm_time_to_first_audio_seconds{source} the voice session: end of the user's speech (or a typed message)
                                          -> first reply audio frame sent (call observe_ttfa)
 * mm_transcript_latency_seconds          the voice session: end of speech -> final transcript
@@ -26,8 +26,6 @@ import time
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
-
-from .logging import log_context, new_turn_id
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ def turn_started(source: str) -> None:
     TURNS.labels(source=str(source or "text")).inc()
 
 
-def observe_error(code: str) -> None:
+def observe_error(code: str | None) -> None:
     ERRORS.labels(code=str(code or "unknown")).inc()
 
 
@@ -112,27 +110,6 @@ def observe_tts_first_chunk(seconds: float, engine: str | None) -> None:
 def observe_tts_rtf(synthesis_seconds: float, audio_seconds: float, engine: str | None) -> None:
     if audio_seconds > 0 and synthesis_seconds >= 0:
         TTS_RTF.labels(engine=engine or "unknown").observe(synthesis_seconds / audio_seconds)
-
-
-def turn_context(turn_id: str | None = None):
-    """`with turn_context():` tags log lines (and the voice jobs started inside) with one turn id.
-
-    Without an argument a new id is made. Enter it in the task that runs the turn: tasks created
-    inside inherit it, and voice.jobs passes it to the workers.
-    """
-    return log_context(turn_id=turn_id or new_turn_id())
-
-
-def bind_turn(turn_id: str | None = None) -> str:
-    """Tag the rest of the current asyncio task (and tasks it creates) with a turn id; returns it.
-
-    For the first line of a task that runs one turn (no reset needed: the task's context ends with it).
-    """
-    from .logging import turn_id_var
-
-    turn_id = turn_id or new_turn_id()
-    turn_id_var.set(turn_id)
-    return turn_id
 
 
 class Stopwatch:

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "chat",
     "speakers",
     "voice",
+    "live",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -162,7 +164,7 @@ if REDIS_URL:
     from redis.retry import Retry as _Retry
 
     REDIS_RETRIES = env.int("REDIS_RETRIES", default=3)
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict] = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
@@ -325,7 +327,7 @@ VOICE_IN_PROCESS_THREADS = env.int("VOICE_IN_PROCESS_THREADS", default=4)
 VOICE_JOB_FIRST_MESSAGE_TIMEOUT = env.float("VOICE_JOB_FIRST_MESSAGE_TIMEOUT", default=30.0)
 VOICE_JOB_IDLE_TIMEOUT = env.float("VOICE_JOB_IDLE_TIMEOUT", default=15.0)
 VOICE_TTS_CHUNK_MS = env.int("VOICE_TTS_CHUNK_MS", default=200)
-# Live voice sessions (WebSocket, chat.consumers): limits and pacing.
+# Live voice sessions (WebSocket, the live app): limits and pacing.
 VOICE_WS_MAX_FRAME_BYTES = env.int("VOICE_WS_MAX_FRAME_BYTES", default=64 * 1024)
 VOICE_MAX_UTTERANCE_SECONDS = env.float("VOICE_MAX_UTTERANCE_SECONDS", default=60.0)
 VOICE_MAX_AUDIO_RATE = env.float("VOICE_MAX_AUDIO_RATE", default=1.5)  # x real time, after a 2 s burst
@@ -380,7 +382,7 @@ SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Logging and metrics (docs/operations.md) --------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json (with turn_id/job_id to join web and worker lines)
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json (with trace_id/job_id to join web and worker lines)
 from magicmirror.logging import logging_config  # noqa: E402
 
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)

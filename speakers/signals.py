@@ -1,4 +1,4 @@
-"""Delete stored audio files when their rows go, including through cascades (a deleted user).
+"""Delete a speaker's stored audio file when its row goes, including through cascades (a deleted user).
 
 Cascade deletes never call Model.delete(), so this has to be a signal. The file goes only once
 the transaction commits, so a rolled-back delete keeps its audio.
@@ -7,8 +7,6 @@ the transaction commits, so a rolled-back delete keeps its audio.
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-
-from chat.models import Message
 
 from .models import Speaker
 
@@ -22,9 +20,4 @@ def _delete_file_on_commit(field_file):
 
 @receiver(post_delete, sender=Speaker)
 def speaker_deleted(sender, instance, **kwargs):
-    _delete_file_on_commit(instance.audio)
-
-
-@receiver(post_delete, sender=Message)
-def message_deleted(sender, instance, **kwargs):
     _delete_file_on_commit(instance.audio)

@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from magicmirror.localprocs import child_env, start_daphne, stop_process
+from devtools import samples
+from devtools.localprocs import child_env, start_daphne, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-FAKE_MIC_WAV = ROOT / "voice" / "tests" / "fixtures" / "hello_padded.wav"
-SPEAKER_WAV = ROOT / "voice" / "tests" / "fixtures" / "hello.wav"
+FAKE_MIC_WAV = samples.path("hello_padded.wav")
+SPEAKER_WAV = samples.path("hello.wav")
 PASSWORD = "correct-horse-9"
 # Where screenshots go (var/ is git-ignored): look at them; never commit them.
 ARTIFACTS = Path(os.environ.get("MM_BROWSER_ARTIFACTS", ROOT / "var" / "test-artifacts" / "browser"))

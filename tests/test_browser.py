@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from chat.fake_llm import Reply
+from devtools.fake_llm import Reply
 
 from .conftest import ARTIFACTS, PASSWORD, SPEAKER_WAV, WAIT_MS, services_mode
 

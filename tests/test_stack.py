@@ -18,10 +18,9 @@ import httpx
 import pytest
 from celery import Celery
 
-from chat.fake_llm import ErrorReply, Reply
 from chat.models import Message
-from chat.tests.test_voice_e2e import collect, fixture_pcm, open_socket
-from magicmirror.localprocs import (
+from devtools.fake_llm import ErrorReply, Reply
+from devtools.localprocs import (
     ROOT,
     child_env,
     free_port,
@@ -30,6 +29,7 @@ from magicmirror.localprocs import (
     wait_for_port,
     wait_for_worker,
 )
+from live.tests.test_e2e import collect, fixture_pcm, open_socket
 
 pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
 
@@ -178,7 +178,7 @@ async def test_dev_stack_serves_a_spoken_turn_and_dev_stop_ends_it(fake_llm_serv
 
     # JSON logs on stdout: one voice turn's web and worker lines share its turn id.
     records = log_records(log_path.read_text())
-    turn_ids = {r["turn_id"] for p, r in records if p.startswith("web") and r.get("message", "").startswith("Turn in")}
+    turn_ids = {r["trace_id"] for p, r in records if p.startswith("web") and r.get("message", "").startswith("Turn in")}
     assert turn_ids, log_path.read_text()[-3000:]
-    worker_lines = [r for p, r in records if p.startswith("worker") and r.get("turn_id") in turn_ids]
-    assert any(r.get("job_id") and r["logger"] == "voice.services" for r in worker_lines), worker_lines[:5]
+    worker_lines = [r for p, r in records if p.startswith("worker") and r.get("trace_id") in turn_ids]
+    assert any(r.get("job_id") and r["logger"] == "voice.jobs.runners" for r in worker_lines), worker_lines[:5]

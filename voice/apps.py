@@ -6,4 +6,4 @@ class VoiceConfig(AppConfig):
     name = "voice"
 
     def ready(self):
-        from . import worker  # noqa: F401  (worker start-up signals, inspect command)
+        from .jobs import worker  # noqa: F401  (worker start-up signals, inspect command)

@@ -67,21 +67,19 @@ def decode_audio(data: bytes, *, sample_rate: int | None = None, max_seconds: fl
         out_rate = sample_rate or source_rate
         if not out_rate:
             raise AudioError("The audio has no sample rate.", code="undecodable_audio")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
+        resampler = _mono_pcm16_resampler(out_rate)
         max_bytes = int(max_seconds * out_rate) * 2
         chunks, total = [], 0
         try:
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunk = bytes(out.planes[0])[: out.samples * 2]
-                    chunks.append(chunk)
-                    total += len(chunk)
-                if total > max_bytes:
-                    raise AudioError(f"The audio is longer than {max_seconds:g} seconds.", code="audio_too_long")
-            for out in resampler.resample(None):
-                chunk = bytes(out.planes[0])[: out.samples * 2]
+                chunk = _resample(resampler, frame)
                 chunks.append(chunk)
                 total += len(chunk)
+                if total > max_bytes:
+                    raise AudioError(f"The audio is longer than {max_seconds:g} seconds.", code="audio_too_long")
+            chunk = _resample(resampler, None)
+            chunks.append(chunk)
+            total += len(chunk)
         except av.FFmpegError as exc:
             raise AudioError("The audio could not be decoded.", code="undecodable_audio") from exc
     pcm = b"".join(chunks)
@@ -90,3 +88,28 @@ def decode_audio(data: bytes, *, sample_rate: int | None = None, max_seconds: fl
     if not pcm:
         raise AudioError("The file contains no audio samples.", code="empty_audio")
     return DecodedAudio(pcm=pcm, sample_rate=out_rate, source_sample_rate=source_rate)
+
+
+class StreamResampler:
+    """PCM16 mono at `rate` -> PCM16 mono at `target_rate`, chunk by chunk (a live microphone stream)."""
+
+    def __init__(self, rate: int, target_rate: int):
+        self.rate = rate
+        self._resampler = None if rate == target_rate else _mono_pcm16_resampler(target_rate)
+
+    def __call__(self, pcm: bytes) -> bytes:
+        if self._resampler is None:
+            return pcm
+        samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        return _resample(self._resampler, frame)
+
+
+def _mono_pcm16_resampler(rate: int) -> av.AudioResampler:
+    return av.AudioResampler(format="s16", layout="mono", rate=rate)
+
+
+def _resample(resampler: av.AudioResampler, frame) -> bytes:
+    """PCM16 bytes out of the resampler for `frame` (None flushes it)."""
+    return b"".join(bytes(out.planes[0])[: out.samples * 2] for out in resampler.resample(frame))

@@ -31,10 +31,11 @@ from rest_framework.views import APIView
 
 from magicmirror.api import TextField, error_body
 from magicmirror.errors import ApplicationError
+from speakers.models import Speaker
 from speakers.selectors import current_speaker_get, speaker_get
 
 from . import jobs
-from .services import tts_text_clean
+from .jobs.runners import tts_text_clean
 from .tts import TTSError
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def _checked(request, serializer_class) -> dict:
     except TTSError as exc:
         raise ApplicationError(str(exc), code=exc.code) from None
     speaker_id = data.get("speaker_id")
+    speaker: Speaker | None
     if speaker_id is not None:
         speaker = speaker_get(user=request.user, speaker_id=speaker_id)  # another user's: 404
     else:

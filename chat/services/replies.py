@@ -9,14 +9,14 @@ part-way (what arrived is kept, with the error code), and when the consumer stop
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from django.db import transaction
 from django.utils import timezone
 
 from magicmirror import metrics
 from magicmirror.dbasync import db_call
-from magicmirror.logging import current_turn_id, new_turn_id
+from magicmirror.logging import current_trace_id, new_trace_id
 
 from .. import llm
 from ..models import Conversation, Message
@@ -96,7 +96,7 @@ async def reply_stream(
     speaker_id=None,
     content_on_interrupt=None,
     on_reply_complete=None,
-) -> AsyncIterator[dict]:
+) -> AsyncGenerator[dict, None]:
     """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
     Raises ApplicationError before the first event for bad input (empty/long text, unknown
@@ -109,9 +109,9 @@ async def reply_stream(
         turn_prepare, user=user, conversation_id=conversation_id, text=text
     )
     needs_title = not conversation.title_is_final
-    turn_id = current_turn_id() or new_turn_id()  # the voice session's, else one for this request
+    trace_id = current_trace_id() or new_trace_id()  # the voice session's, else one for this request
     metrics.turn_started(source)
-    logger.info("Turn in conversation %s (%s)", conversation.pk, source, extra={"turn_id": turn_id})
+    logger.info("Turn in conversation %s (%s)", conversation.pk, source, extra={"trace_id": trace_id})
 
     parts: list[str] = []
     error: llm.LLMError | None = None
@@ -149,7 +149,7 @@ async def reply_stream(
                 error = exc
                 metrics.observe_error(exc.code)
                 logger.warning(
-                    "LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"turn_id": turn_id}
+                    "LLM failed in conversation %s: %s", conversation.pk, exc.code, extra={"trace_id": trace_id}
                 )
             finished = True
             if on_reply_complete is not None and error is None:

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from chat.fake_llm import ErrorReply, Hang, Reply
 from chat.models import Conversation, Message
+from devtools.fake_llm import ErrorReply, Hang, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

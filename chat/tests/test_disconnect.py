@@ -7,8 +7,8 @@ import pytest
 from django.core.asgi import get_asgi_application
 from django.utils.crypto import get_random_string
 
-from chat.fake_llm import Reply
 from chat.models import Message
+from devtools.fake_llm import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

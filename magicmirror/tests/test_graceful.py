@@ -14,11 +14,9 @@ import websockets
 from django.conf import settings
 from django.utils.crypto import get_random_string
 
-from chat.fake_llm import Reply
 from chat.models import Message
-from chat.tests.test_voice_e2e import collect, open_socket, session_cookie
-from magicmirror.celery import app as celery_app
-from magicmirror.localprocs import (
+from devtools.fake_llm import Reply
+from devtools.localprocs import (
     child_env,
     start_daphne,
     start_redis,
@@ -26,7 +24,10 @@ from magicmirror.localprocs import (
     stop_process,
     wait_for_worker,
 )
-from voice import jobs, services
+from live.tests.test_e2e import collect, open_socket, session_cookie
+from magicmirror.celery import app as celery_app
+from voice import jobs
+from voice.jobs.messages import new_job_id
 
 pytestmark = [pytest.mark.services_only, pytest.mark.django_db(transaction=True)]
 
@@ -120,9 +121,9 @@ async def test_daphne_sigterm_saves_the_replies_in_flight(fake_llm_server, fake_
 async def start_tts_job(queue: str, text: str, expires: float) -> tuple[str, str]:
     """A synthesis job on `queue` (given explicitly: the test leaves Celery's routes alone), as
     voice.jobs.tts_start queues it; returns (reply channel, job id)."""
-    from voice.tasks import tts_synthesize
+    from voice.jobs.tasks import tts_synthesize
 
-    channel, job_id = await jobs.new_reply_channel(), services.new_job_id()
+    channel, job_id = await jobs.new_reply_channel(), new_job_id()
     await asyncio.to_thread(
         tts_synthesize.apply_async, args=(channel, job_id, text, None, "piper"), queue=queue, expires=expires
     )

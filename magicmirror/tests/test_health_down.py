@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from magicmirror.localprocs import (
+from devtools.localprocs import (
     ROOT,
     child_env,
     start_daphne,

@@ -12,11 +12,12 @@ from django.core.management import call_command
 from django.urls import Resolver404, path, resolve
 from prometheus_client import REGISTRY
 
-from chat.fake_llm import ErrorReply, Reply
+from devtools.fake_llm import ErrorReply, Reply
 from magicmirror import health, metrics
-from magicmirror.logging import JsonFormatter, log_context, logging_config
+from magicmirror.logging import JsonFormatter, log_context, logging_config, trace_context
 from magicmirror.urls import urlpatterns as project_urlpatterns
-from voice import jobs, services
+from voice import jobs
+from voice.jobs import runners
 
 OPS_ROUTES = {"health/live": health.live, "health/ready": health.ready, "metrics": metrics.metrics_view}
 
@@ -69,7 +70,7 @@ def test_json_lines_parse_and_carry_the_context():
     with json_logs("mm.test") as lines:
         log = logging.getLogger("mm.test")
         log.info("outside")
-        with log_context(turn_id="turn-1", job_id="job-1"):
+        with log_context(trace_id="turn-1", job_id="job-1"):
             log.warning("inside %s", "the turn", extra={"queue": "tts"})
             try:
                 raise ValueError("boom")
@@ -80,8 +81,8 @@ def test_json_lines_parse_and_carry_the_context():
     for line in lines:
         assert {"timestamp", "level", "logger", "message", "process"} <= set(line)
         assert line["logger"] == "mm.test"
-    assert "turn_id" not in lines[0] and "turn_id" not in lines[3]
-    assert lines[1]["turn_id"] == "turn-1" and lines[1]["job_id"] == "job-1" and lines[1]["level"] == "WARNING"
+    assert "trace_id" not in lines[0] and "trace_id" not in lines[3]
+    assert lines[1]["trace_id"] == "turn-1" and lines[1]["job_id"] == "job-1" and lines[1]["level"] == "WARNING"
     assert lines[1]["queue"] == "tts"
     assert "ValueError: boom" in lines[2]["exc_info"]
 
@@ -95,31 +96,31 @@ def test_logging_config_choices():
         logging_config("xml")
 
 
-def test_worker_code_path_logs_and_answers_with_the_turn_id():
+def test_worker_code_path_logs_and_answers_with_the_trace_id():
     sent = []
-    with json_logs("voice.services") as lines:
-        services.tts_run(send=sent.append, job_id="job-w", text="   ", turn_id="turn-w")
-    assert sent[-1]["code"] == "tts_empty_text" and sent[-1]["turn_id"] == "turn-w"
-    assert lines and all(line["turn_id"] == "turn-w" and line["job_id"] == "job-w" for line in lines)
+    with json_logs("voice.jobs.runners") as lines:
+        runners.tts_run(send=sent.append, job_id="job-w", text="   ", trace_id="turn-w")
+    assert sent[-1]["code"] == "tts_empty_text" and sent[-1]["trace_id"] == "turn-w"
+    assert lines and all(line["trace_id"] == "turn-w" and line["job_id"] == "job-w" for line in lines)
     # Without a turn id the job and its messages are as before.
     sent.clear()
-    services.tts_run(send=sent.append, job_id="job-x", text="   ")
-    assert "turn_id" not in sent[-1]
+    runners.tts_run(send=sent.append, job_id="job-x", text="   ")
+    assert "trace_id" not in sent[-1]
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_voice_jobs_carry_the_turn_id_from_the_web_side(settings, request):
+async def test_voice_jobs_carry_the_trace_id_from_the_web_side(settings, request):
     """The web side's turn id reaches the job (a worker process, or a thread in-process) and comes back."""
     if not settings.VOICE_JOBS_IN_PROCESS:
         await sync_to_async(request.getfixturevalue)("celery_worker_process")
     first_chunk = REGISTRY.get_sample_value("mm_tts_first_chunk_seconds_count", {"engine": "espeak-ng"}) or 0
     rtf = REGISTRY.get_sample_value("mm_tts_real_time_factor_count", {"engine": "espeak-ng"}) or 0
-    with json_logs("voice.services") as lines, metrics.turn_context("turn-web-1"):
+    with json_logs("voice.jobs.runners") as lines, trace_context("turn-web-1"):
         messages = [m async for m in jobs.synthesize(text="Hello there.", engine_name="espeak-ng")]
     assert messages[-1]["type"] == "voice.tts.done", messages[-1]
-    assert {m["turn_id"] for m in messages} == {"turn-web-1"}
+    assert {m["trace_id"] for m in messages} == {"turn-web-1"}
     if settings.VOICE_JOBS_IN_PROCESS:  # the job's log lines are this process's: they name the turn
-        assert lines and {line["turn_id"] for line in lines} == {"turn-web-1"}
+        assert lines and {line["trace_id"] for line in lines} == {"turn-web-1"}
     # Worker-side timings, observed where the job's messages arrive.
     assert REGISTRY.get_sample_value("mm_tts_first_chunk_seconds_count", {"engine": "espeak-ng"}) == first_chunk + 1
     assert REGISTRY.get_sample_value("mm_tts_real_time_factor_count", {"engine": "espeak-ng"}) == rtf + 1
@@ -274,7 +275,7 @@ async def test_counters_move_after_a_chat_turn(async_client, user, fake_llm):
     assert "event: done" in body
     assert sample("mm_turns_total", source="text") == turns + 1
     assert sample("mm_llm_first_token_seconds_count") == first_token + 1
-    assert lines and lines[0]["turn_id"]  # the web side names the turn
+    assert lines and lines[0]["trace_id"]  # the web side names the turn
 
     errors = sample("mm_errors_total", code="llm_server_error")
     fake_llm.queue(ErrorReply(500))
@@ -302,20 +303,20 @@ def test_session_gauge_and_voice_latency_calls():
     assert sample("mm_transcript_latency_seconds_count") == transcript + 1
 
 
-async def test_bind_turn_tags_the_task_and_its_children():
+async def test_bind_trace_tags_the_task_and_its_children():
     import asyncio
 
-    from magicmirror.logging import current_turn_id
+    from magicmirror.logging import bind_trace, current_trace_id
 
     async def turn():
-        turn_id = metrics.bind_turn()
+        turn_id = bind_trace()
         child = asyncio.create_task(asyncio.sleep(0, result=None))
         await child
-        return turn_id, current_turn_id(), await asyncio.create_task(_current())
+        return turn_id, current_trace_id(), await asyncio.create_task(_current())
 
     async def _current():
-        return current_turn_id()
+        return current_trace_id()
 
     turn_id, seen, in_child = await asyncio.create_task(turn())
     assert turn_id and seen == turn_id and in_child == turn_id
-    assert current_turn_id() is None  # the caller's context is untouched
+    assert current_trace_id() is None  # the caller's context is untouched

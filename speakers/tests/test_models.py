@@ -3,7 +3,6 @@ import threading
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 
 from chat.models import Conversation, Message
@@ -156,36 +155,36 @@ def test_concurrent_creates_with_one_name_make_one_speaker(user):
     assert len(stored_files(user)) == 1
 
 
-def _conversation_with_audio(user, speaker):
+def _voice_conversation(user, speaker):
     conversation = Conversation.objects.create(owner=user, title="对话")
     Message.objects.create(conversation=conversation, role="user", content="你好")
-    reply = Message(conversation=conversation, role="assistant", content="你好呀", source="voice", speaker=speaker)
-    reply.audio.save("reply.wav", ContentFile(reference_wav()), save=False)
-    reply.save()
+    reply = Message.objects.create(
+        conversation=conversation, role="assistant", content="你好呀", source="voice", speaker=speaker
+    )
     return conversation, reply
 
 
 def test_deleting_a_user_cascades_to_rows_and_files(user, other_user, make_speaker, django_capture_on_commit_callbacks):
     speakers = [make_speaker(user, name=n) for n in ("A", "B")]
-    conversation, reply = _conversation_with_audio(user, speakers[0])
+    conversation, _reply = _voice_conversation(user, speakers[0])
     services.user_settings_update(user=user, input_mode="handsfree")
     kept_speaker = make_speaker(other_user, name="A")
-    kept_conversation, kept_reply = _conversation_with_audio(other_user, kept_speaker)
-    paths = [s.audio.path for s in speakers] + [reply.audio.path]
+    kept_conversation, _kept_reply = _voice_conversation(other_user, kept_speaker)
+    paths = [s.audio.path for s in speakers]
     assert all(os.path.exists(p) for p in paths)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         get_user_model().objects.get(pk=user.pk).delete()
 
-    assert len(callbacks) == 3  # two speakers and one message recording
+    assert len(callbacks) == 2  # the two speakers' recordings
     assert not Speaker.objects.filter(owner_id=user.pk).exists()
     assert not Conversation.objects.filter(owner_id=user.pk).exists()
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()
     assert not UserSettings.objects.filter(user_id=user.pk).exists()
-    assert [os.path.exists(p) for p in paths] == [False, False, False]
+    assert [os.path.exists(p) for p in paths] == [False, False]
     # The other user's rows and files are untouched.
     assert Speaker.objects.get(pk=kept_speaker.pk).audio.name == kept_speaker.audio.name
-    assert os.path.exists(kept_speaker.audio.path) and os.path.exists(kept_reply.audio.path)
+    assert os.path.exists(kept_speaker.audio.path)
     assert Message.objects.filter(conversation=kept_conversation).count() == 2
     assert UserSettings.objects.get(user=other_user).current_speaker_id == kept_speaker.pk
 
@@ -193,8 +192,8 @@ def test_deleting_a_user_cascades_to_rows_and_files(user, other_user, make_speak
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_user_removes_files_after_commit(user, make_speaker):
     speaker = make_speaker(user)
-    _, reply = _conversation_with_audio(user, speaker)
-    paths = [speaker.audio.path, reply.audio.path]
+    _voice_conversation(user, speaker)
+    paths = [speaker.audio.path]
 
     with transaction.atomic():
         get_user_model().objects.filter(pk=user.pk).delete()
@@ -218,7 +217,7 @@ def test_a_rolled_back_delete_keeps_the_files(user, make_speaker):
 def test_deleting_the_current_speaker_sets_it_null(user, make_speaker, django_capture_on_commit_callbacks):
     current = make_speaker(user, name="A")
     other = make_speaker(user, name="B")
-    _, reply = _conversation_with_audio(user, current)
+    _, reply = _voice_conversation(user, current)
     path = current.audio.path
     assert UserSettings.objects.get(user=user).current_speaker_id == current.pk
 

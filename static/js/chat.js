@@ -468,7 +468,6 @@ const voice = initVoice({
   nearBottom,
   scrollToBottom,
   upsertConversation,
-  view: () => state.view,
 });
 
 // --- Start -----------------------------------------------------------------------------------

@@ -66,4 +66,4 @@ class ASREngine(ABC):
 
     def warm_up(self) -> None:
         """Make the first real utterance as fast as later ones."""
-        self.transcribe(b"\0\0" * self.sample_rate // 2)
+        self.transcribe(b"\0\0" * (self.sample_rate // 2))  # half a second of silence

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from voice.tts.cosyvoice2 import REQUIRED_MODEL_FILES  # the adapter owns the list
+from voice.tts.cosyvoice2.model_dir import REQUIRED_MODEL_FILES  # the adapter owns the list
 
 # A Vosk model: the acoustic model, its configuration, and a graph (static HCLG, or HCLr + Gr
 # for models with a lookahead graph such as the small ones).

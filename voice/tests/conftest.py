@@ -1,6 +1,6 @@
 import pytest
 
-from voice.tts import cosyvoice2 as cv
+from voice.tts.cosyvoice2.model_dir import REQUIRED_MODEL_FILES
 
 
 @pytest.fixture
@@ -8,7 +8,7 @@ def model_dir(tmp_path):
     """A directory with the file names CosyVoice2-0.5B has (empty placeholders)."""
     path = tmp_path / "CosyVoice2-0.5B"
     path.mkdir()
-    for name in cv.REQUIRED_MODEL_FILES:
+    for name in REQUIRED_MODEL_FILES:
         if name == "CosyVoice-BlankEN":
             (path / name).mkdir()
         else:

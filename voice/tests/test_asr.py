@@ -18,17 +18,16 @@ The model is loaded once per test process (get_asr_engine() is a process singlet
 import functools
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import vosk
 
+from devtools import samples
 from voice.asr.base import ASRError, clean_transcript
 from voice.asr.registry import get_asr_engine
 from voice.asr.vosk import dither_pcm
 from voice.audio import decode_audio
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RATE = 16000
 CHUNK_100MS = RATE // 10 * 2
 PHRASES = ["안녕하세요", "오늘", "좋네요"]
@@ -36,7 +35,7 @@ PHRASES = ["안녕하세요", "오늘", "좋네요"]
 
 @functools.cache
 def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return samples.path(name).read_bytes()
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""`manage.py benchmark --gpu` (voice/benchmark.py) on the CPU, against the CosyVoice2 stand-in.
+"""`manage.py benchmark --gpu` (devtools/benchmarks/cosyvoice_gpu.py) on the CPU, against the CosyVoice2 stand-in.
 
 The stand-in (voice/tests/cosyvoice_standin.py) is installed as the official layout, a `cosyvoice`
 package with `cosyvoice.cli.cosyvoice.CosyVoice2` plus a `matcha` package, on sys.path and on
@@ -21,7 +21,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from voice import benchmark
+from devtools.benchmarks import cosyvoice_gpu as benchmark
 from voice.tts import cosyvoice2 as cv
 
 from .cosyvoice_standin import SAMPLE_RATE, SAMPLES_PER_TOKEN, TOKENS_PER_CHAR

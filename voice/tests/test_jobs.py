@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from voice import inbox, jobs
+from voice import jobs
 from voice.audio import decode_audio
+from voice.jobs import backends
 from voice.tts import registry
 
 from .test_asr import direct_decode
@@ -115,7 +116,7 @@ async def test_closing_the_stream_cancels_the_job(in_process, monkeypatch):
     first = await stream.__anext__()
     assert first["type"] == "voice.tts.chunk"
     await stream.aclose()
-    assert inbox.cancelled(first["job_id"])
+    assert backends.current().cancel_flags.cancelled(first["job_id"])
 
 
 async def test_a_silent_job_times_out(settings):
@@ -131,7 +132,7 @@ async def test_a_silent_job_times_out(settings):
 async def test_a_broker_that_cannot_be_reached(settings, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from voice.tasks import tts_synthesize
+    from voice.jobs.tasks import tts_synthesize
 
     settings.VOICE_JOBS_IN_PROCESS = False
 
@@ -181,7 +182,7 @@ async def test_worker_recognises_like_vosk(via_worker):
 async def test_no_worker_on_the_queue_times_out(via_worker, settings, monkeypatch):
     """A tts job lands on a queue no worker serves: the requester hears so within the timeout."""
     from magicmirror.celery import app
-    from voice.tasks import tts_synthesize
+    from voice.jobs.tasks import tts_synthesize
 
     queue = f"voice-test-unserved-{time.monotonic_ns()}"
     original = tts_synthesize.apply_async

@@ -15,9 +15,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import Resolver404, include, path, resolve
 
-from voice import inbox, jobs
+from voice import jobs
 from voice.asr.base import ASRError
 from voice.audio import decode_audio
+from voice.jobs import backends
 from voice.tests.test_asr import PHRASES, direct_decode, fixture_bytes
 from voice.urls import api_urlpatterns as voice_api
 
@@ -133,7 +134,7 @@ def test_blank_phrases_are_no_phrases(api):
 
 
 def test_silence_gives_an_empty_transcript(api):
-    from voice.tests.make_fixtures import silence, wav
+    from devtools.samples.make import silence, wav
 
     assert ok(post_file(api, wav(silence(1.0)))) == {"text": "", "duration": 1.0}
 
@@ -153,7 +154,7 @@ def test_garbage_bytes(api):
 def test_empty_audio(api):
     rejected(post_json(api, {"audio": ""}), 400, "empty_audio")
     rejected(post_file(api, b""), 400, "empty_audio")
-    from voice.tests.make_fixtures import silence, wav
+    from devtools.samples.make import silence, wav
 
     rejected(post_file(api, wav(silence(0))), 400, "empty_audio")  # a WAV header and no samples
 
@@ -238,9 +239,9 @@ def test_worker_timeout(api, settings, monkeypatch):
 
     def stuck(*, send, job_id, phrases=None):  # a worker that never answers
         release.wait(30)
-        list(inbox.audio_chunks(job_id, idle_timeout=1))  # drain the job's inbox
+        list(backends.current().audio.chunks(job_id, idle_timeout=1))  # drain the job's audio
 
-    monkeypatch.setattr("voice.services.asr_run", stuck)
+    monkeypatch.setattr("voice.jobs.runners.asr_run", stuck)
     try:
         message = rejected(post_base64(api, fixture_bytes("thanks.wav")), 503, "voice_worker_timeout")
     finally:
@@ -252,7 +253,7 @@ def test_asr_model_missing(api, monkeypatch):
     def no_model():
         raise ASRError("No Vosk model found.", code="asr_model_missing")
 
-    monkeypatch.setattr("voice.services.get_asr_engine", no_model)
+    monkeypatch.setattr("voice.jobs.runners.get_asr_engine", no_model)
     assert rejected(post_base64(api, fixture_bytes("thanks.wav")), 503, "asr_model_missing") == "No Vosk model found."
 
 
@@ -261,7 +262,7 @@ def test_asr_crash(api, monkeypatch):
         def open_stream(self, phrases=None):
             raise RuntimeError("segfault-ish")
 
-    monkeypatch.setattr("voice.services.get_asr_engine", Broken)
+    monkeypatch.setattr("voice.jobs.runners.get_asr_engine", Broken)
     message = rejected(post_base64(api, fixture_bytes("thanks.wav")), 502, "asr_failed")
     assert "segfault" not in message
 
@@ -270,7 +271,7 @@ def test_job_not_started(api, monkeypatch):
     async def broker_down(**kwargs):
         raise jobs.JobNotStarted("The voice service cannot be reached right now.")
 
-    monkeypatch.setattr(jobs, "asr_start", broker_down)
+    monkeypatch.setattr("voice.jobs.requester.asr_start", broker_down)
     message = rejected(post_base64(api, fixture_bytes("thanks.wav")), 503, "voice_unavailable")
     assert message == "The voice service cannot be reached right now."
 

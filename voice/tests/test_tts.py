@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from voice import services
+from voice.jobs import runners, sending
 from voice.tts import TTSEngine, TTSError, get_tts_engine, registry
 from voice.tts.espeak import EspeakEngine
 
@@ -49,7 +49,7 @@ class FakeEngine(TTSEngine):
 
 def run_tts(**kwargs) -> list[dict]:
     sent = []
-    services.tts_run(send=sent.append, job_id="job-1", **kwargs)
+    runners.tts_run(send=sent.append, job_id="job-1", **kwargs)
     return sent
 
 
@@ -221,7 +221,7 @@ def test_engine_failure_mid_stream_ends_with_an_error(engines):
 def test_cancelled_job_stops_producing(engines):
     engine = engines["fake"] = FakeEngine([b"\0\0" * 100] * 5)
     sent = []
-    services.tts_run(send=sent.append, job_id="j", text="Hi.", engine_name="fake", cancelled=lambda: bool(sent))
+    runners.tts_run(send=sent.append, job_id="j", text="Hi.", engine_name="fake", cancelled=lambda: bool(sent))
     assert [m["type"] for m in sent] == ["voice.tts.chunk"]  # no done: nobody is listening
     assert engine.produced == 1
 
@@ -230,9 +230,9 @@ def test_requester_gone_stops_quietly(engines):
     engine = engines["fake"] = FakeEngine([b"\0\0" * 100] * 5)
 
     def send(message):
-        raise services.RequesterGone("gone")
+        raise sending.RequesterGone("gone")
 
-    services.tts_run(send=send, job_id="j", text="Hi.", engine_name="fake")  # no exception
+    runners.tts_run(send=send, job_id="j", text="Hi.", engine_name="fake")  # no exception
     assert engine.produced == 1
 
 
@@ -246,14 +246,14 @@ def test_patient_sender_waits_for_room_then_gives_up():
         if len(attempts) <= 2:
             raise ChannelFull()
 
-    services.patient_sender(full_twice, timeout=5)({"n": 1})
+    sending.patient(full_twice, timeout=5)({"n": 1})
     assert len(attempts) == 3
 
     def always_full(message):
         raise ChannelFull()
 
-    with pytest.raises(services.RequesterGone):
-        services.patient_sender(always_full, timeout=0.05)({"n": 1})
+    with pytest.raises(sending.RequesterGone):
+        sending.patient(always_full, timeout=0.05)({"n": 1})
 
 
 def test_silence_engine_for_benchmarks_is_instant_and_silent():
@@ -267,7 +267,7 @@ def test_silence_engine_for_benchmarks_is_instant_and_silent():
 
 def test_an_engine_failing_at_warm_up_gives_way_to_the_next(settings, monkeypatch):
     """CosyVoice2 loads its model lazily: a GPU failure at worker start must not leave the chain stuck."""
-    from voice import worker
+    from voice.jobs import worker
     from voice.tts import registry
     from voice.tts.base import TTSEngine
 

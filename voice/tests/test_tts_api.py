@@ -154,7 +154,7 @@ async def test_a_failure_before_any_audio_is_a_json_error(api, monkeypatch):
 async def test_no_voice_service_is_503(api, settings, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from voice.tasks import tts_synthesize
+    from voice.jobs.tasks import tts_synthesize
 
     def refuse(*args, **kwargs):
         raise OperationalError("Connection refused.")
@@ -206,7 +206,7 @@ async def test_stream_through_the_worker(api, settings, monkeypatch, celery_work
     def no_engines_here(*args, **kwargs):
         raise AssertionError("the web process must not load a TTS engine")
 
-    monkeypatch.setattr("voice.services.get_tts_engine", no_engines_here)
+    monkeypatch.setattr("voice.jobs.runners.get_tts_engine", no_engines_here)
     monkeypatch.setattr("voice.tts.registry._build", no_engines_here)
     response = await post(api, "/api/tts/stream", {"text": SENTENCES})
     assert response.status_code == 200

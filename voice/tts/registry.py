@@ -111,11 +111,6 @@ def mark_failed(engine: TTSEngine, error: Exception) -> None:
         )
 
 
-def loaded_engines() -> dict[str, TTSEngine]:
-    """Engines loaded in this process so far (by name; `default` is the chain's choice)."""
-    return dict(_engines)
-
-
 def reset() -> None:
     """Forget loaded engines and failures (tests; a worker would rather restart)."""
     with _lock:

@@ -2,7 +2,8 @@
 // one AudioContext timeline, so consecutive chunks play without gaps. Audio of an interrupted or
 // older turn is dropped; stop() silences everything at once.
 
-const HEADER_BYTES = 12;
+import { decodeSamples, parseAudioHeader } from "./frames.js";
+
 const START_LEAD = 0.08; // seconds of headroom when (re)starting the timeline
 const FADE = 0.004; // seconds: fade-in after an underrun, fade-out on stop (no clicks)
 
@@ -47,20 +48,17 @@ export class Playback {
 
   push(buffer) {
     this.stats.chunksReceived += 1;
-    if (buffer.byteLength <= HEADER_BYTES) return;
-    const view = new DataView(buffer);
-    const turn = view.getUint32(0, true);
-    const sentence = view.getUint32(4, true);
+    const frame = parseAudioHeader(buffer);
+    if (!frame) return;
+    const { turn, sentence } = frame;
     if (turn <= this.dropUpTo || turn < this.turn) {
       this.stats.chunksDropped += 1;
       return;
     }
     this.beginTurn(turn);
-    const count = (buffer.byteLength - HEADER_BYTES) >> 1;
     const rate = this.rates.get(`${turn}:${sentence}`) || this.defaultRate;
-    const samples = new Float32Array(count);
-    for (let i = 0; i < count; i++) samples[i] = view.getInt16(HEADER_BYTES + 2 * i, true) / 32768;
-    const audio = this.context.createBuffer(1, count, rate);
+    const samples = decodeSamples(buffer); // decoded only for audio that will play
+    const audio = this.context.createBuffer(1, frame.sampleCount, rate);
     audio.copyToChannel(samples, 0);
     this.schedule(audio, turn);
   }

@@ -1,8 +1,17 @@
 // The voice WebSocket (docs/protocol.md): hello -> start -> ready, JSON events, binary audio,
 // and reconnection with backoff after a dropped socket, re-sending `start` for the same conversation.
 
+import { parseEventFrame } from "./frames.js";
+
 const PROTOCOL = 1;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+
+// Milliseconds to wait before reconnect attempt number `attempt` (from 0): the backoff step, +-20%
+// jitter (random in [0, 1)) so that clients dropped together do not all come back at once.
+export function reconnectDelay(attempt, random = Math.random()) {
+  const step = BACKOFF_MS[Math.min(Math.max(0, attempt), BACKOFF_MS.length - 1)];
+  return step * (0.8 + random * 0.4);
+}
 
 export function voiceUrl(location = window.location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -47,13 +56,8 @@ export class VoiceSocket {
         this.handlers.onAudio(message.data);
         return;
       }
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      this.handle(event);
+      const event = parseEventFrame(message.data);
+      if (event) this.handle(event);
     });
     ws.addEventListener("close", (close) => {
       if (ws !== this.ws) return;
@@ -91,10 +95,10 @@ export class VoiceSocket {
   }
 
   scheduleReconnect() {
-    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    const delay = reconnectDelay(this.attempt);
     this.attempt += 1;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.connect(), delay * (0.8 + Math.random() * 0.4));
+    this.timer = setTimeout(() => this.connect(), delay);
   }
 
   sendJson(message) {

@@ -140,7 +140,7 @@ def _workers(timeout: float) -> dict:
     coverage = worker_coverage(timeout)
     if coverage.get("error"):
         return {"mode": "celery", "error": f"The broker cannot be reached: {coverage['error']}"}
-    workers = {name: {"queues": [], "engines": None} for reply in pings for name in reply}
+    workers: dict[str, dict] = {name: {"queues": [], "engines": None} for reply in pings for name in reply}
     workers.update(coverage["workers"])
     if not coverage["queues"]:  # voice queues needed even when the default queue runs eagerly
         coverage["queues"] = {q: {"ok": False, "workers": [], "engines": {}} for q in needed_queues()}

@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat.fake_llm import Reply
+from devtools.fake_llm import Reply
 from speakers.services import speaker_create
 from voice import jobs
 from voice.tts import cosyvoice2 as cv

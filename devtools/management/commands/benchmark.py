@@ -1,0 +1,89 @@
+import json
+import os
+import platform
+
+from django.core.management.base import BaseCommand, CommandError
+
+from devtools.benchmarks import cosyvoice_gpu as gpu_benchmark
+from devtools.benchmarks import voice_loop as benchmark
+
+TARGETS = {
+    "ttfa_ratio": ("<=", 0.30),
+    "ttfa_overhead_ms": ("<", 30),
+    "final_ms_2s": ("<", 150),
+    "final_ms_5s": ("<", 150),
+    "final_ms_10s": ("<", 150),
+    "overhead_p50_ms": ("<", 20),
+    "overhead_p95_ms": ("<", 50),
+    "sessions_200_errors": ("<=", 0),
+    "sessions_200_p99_ms": ("<", 250),
+}
+
+
+def machine() -> str:
+    system = f"{platform.system()} {platform.release()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+
+
+class Command(BaseCommand):
+    help = "Measure the voice loop (time to first audio, transcript latency, overhead, concurrency) and print a table."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quick", action="store_true", help="A reduced set (under two minutes).")
+        parser.add_argument("--json", metavar="FILE", help='Also write {"machine": ..., "results": {...}} to FILE.')
+        parser.add_argument(
+            "--gpu",
+            action="store_true",
+            help="CosyVoice2 on a GPU instead (devtools/benchmarks/cosyvoice_gpu.py, docs/benchmarks.md).",
+        )
+        parser.add_argument("--rounds", type=int, help="Rounds of each latency figure (default 7; --quick 3).")
+        parser.add_argument("--sessions", help="Concurrent session counts, e.g. 50,100,200 (the default; --quick 50).")
+        gpu_benchmark.add_arguments(parser)
+        parser.add_argument(
+            "--database",
+            metavar="URL",
+            default=os.environ.get("DATABASE_URL", ""),
+            help="A MySQL/MariaDB server (mysql://user:password@host:port/any) on which to make a throw-away "
+            "database, as in production (default: $DATABASE_URL when it names one; else a throw-away SQLite file).",
+        )
+
+    def handle(self, *args, quick=False, json=None, database="", gpu=False, rounds=None, sessions=None, **options):
+        if gpu:
+            return gpu_benchmark.handle(self, json_path=json, machine=machine(), **options)
+        plan = benchmark.Plan.quick() if quick else benchmark.Plan()
+        if rounds is not None:
+            if rounds < 1:
+                raise CommandError("--rounds must be at least 1.")
+            plan.rounds = rounds
+        if sessions is not None:
+            try:
+                plan.sessions = tuple(int(n) for n in sessions.split(",") if n.strip())
+            except ValueError:
+                raise CommandError("--sessions takes numbers separated by commas, e.g. 50,100,200.") from None
+            if not plan.sessions or min(plan.sessions) < 1:
+                raise CommandError("--sessions needs at least one count >= 1.")
+        if database and not database.startswith("mysql"):
+            database = ""  # SQLite: a throw-away file of the benchmark's own
+        try:
+            results = benchmark.run(plan, out=self.stdout.write, database_url=database)
+        except (RuntimeError, OSError) as exc:
+            raise CommandError(f"The benchmark could not run: {exc}") from exc
+        self.stdout.write(f"\nmachine: {machine()}; database: {'MySQL/MariaDB' if database else 'SQLite'}\n")
+        self.stdout.write(f"{'figure':<28}{'value':>12}  target")
+        for name, value in results.items():
+            target = TARGETS.get(name)
+            verdict = ""
+            if target:
+                op, limit = target
+                ok = value <= limit if op == "<=" else value < limit
+                verdict = f"{op} {limit:g}  {'met' if ok else 'MISSED'}"
+            self.stdout.write(f"{name:<28}{value:>12.2f}  {verdict}")
+        if json:
+            with open(json, "w") as fh:
+                fh.write(
+                    _dumps({"machine": machine(), "database": "mysql" if database else "sqlite", "results": results})
+                )
+
+
+def _dumps(data) -> str:
+    return json.dumps(data, indent=2)

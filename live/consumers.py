@@ -1,0 +1,60 @@
+"""The voice WebSocket: translates frames to VoiceSession calls and events back to frames."""
+
+import json
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from magicmirror import metrics
+from magicmirror.errors import ApplicationError
+
+from .protocol import CLOSE_NOT_AUTHENTICATED, PROTOCOL_VERSION, parse_message
+from .session import VoiceSession
+
+
+def _vad_factory():
+    from voice.asr.vad import EndOfUtteranceDetector
+
+    return EndOfUtteranceDetector.from_settings()
+
+
+class VoiceConsumer(AsyncWebsocketConsumer):
+    session: VoiceSession | None = None
+    # No channel-layer channel for the consumer itself: voice jobs answer on reply channels of their
+    # own (voice.jobs), and an idle socket then does not depend on Redis (it survives a restart).
+    channel_layer_alias = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.emit({"type": "error", "code": "not_authenticated", "message": "Log in first."})
+            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            return
+        self.session = VoiceSession(user=user, emit=self.emit, send_audio=self.send_audio, vad_factory=_vad_factory)
+        metrics.session_opened()
+        await self.emit({"type": "hello", "protocol": PROTOCOL_VERSION})
+
+    async def disconnect(self, code):
+        if self.session is not None:
+            try:
+                await self.session.close()
+            finally:
+                metrics.session_closed()
+
+    async def emit(self, event: dict):
+        await self.send(text_data=json.dumps(event, ensure_ascii=False))
+
+    async def send_audio(self, frame: bytes):
+        await self.send(bytes_data=frame)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        session = self.session
+        if session is None:
+            return
+        try:
+            if bytes_data is not None:
+                await session.audio(bytes_data)
+            else:
+                await session.dispatch(parse_message(text_data, max_bytes=session.limits.max_frame_bytes))
+        except ApplicationError as exc:
+            await self.emit({"type": "error", "code": exc.code, "message": exc.message})

@@ -1,0 +1,227 @@
+"""Listening: the user's audio in, utterances out.
+
+Audio frames are checked (whole samples, no faster than real time beyond a burst), resampled to
+the recogniser's 16 kHz and streamed to one recognition job per utterance (voice.jobs) while the
+user speaks; partials go to the client as they come, the final transcript starts a turn. In
+hands-free mode a VAD gate opens an utterance only when speech starts (with a short pre-roll, so
+the first syllable is not lost) and ends it after the silence that ends speech; speech starting
+while a reply plays is a barge-in (the session interrupts the reply).
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from magicmirror import metrics
+from magicmirror.logging import new_trace_id
+from voice import jobs
+from voice.asr.base import SAMPLE_RATE
+from voice.audio import StreamResampler
+from voice.jobs import messages
+
+from .protocol import SessionError
+
+if TYPE_CHECKING:
+    from .session import VoiceSession
+
+
+class VoiceActivityDetector(Protocol):
+    speech_started: bool
+    ended: bool
+
+    def feed(self, pcm16k: bytes) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class TokenBucket:
+    """Audio bytes allowed per second, with a burst allowance."""
+
+    def __init__(self, rate_bytes: float, burst_bytes: float, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.capacity = rate_bytes, burst_bytes
+        self._clock = clock
+        self.tokens, self.stamp = burst_bytes, clock()
+
+    def take(self, amount: int) -> bool:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if amount > self.tokens:
+            return False
+        self.tokens -= amount
+        return True
+
+
+class HandsFreeGate:
+    """Hands-free: listens for speech before an utterance starts, keeping a short pre-roll of audio."""
+
+    def __init__(self, vad: VoiceActivityDetector, preroll_s: float):
+        self.vad = vad
+        self._preroll: list[bytes] = []
+        self._preroll_bytes = int(SAMPLE_RATE * 2 * preroll_s)
+
+    def listen(self, pcm16k: bytes) -> bytes | None:
+        """Audio while no utterance is open: None while there is no speech; once speech starts, the
+        audio the utterance begins with (the pre-roll and this frame)."""
+        self._preroll.append(pcm16k)
+        while sum(map(len, self._preroll)) > self._preroll_bytes:
+            self._preroll.pop(0)
+        self.vad.feed(pcm16k)
+        if not self.vad.speech_started:
+            return None
+        audio, self._preroll = b"".join(self._preroll), []
+        return audio
+
+    def hear(self, pcm16k: bytes) -> None:
+        """Audio of an open utterance (the VAD listens for its end)."""
+        self.vad.feed(pcm16k)
+
+    @property
+    def speech_ended(self) -> bool:
+        return self.vad.ended
+
+    def reset(self) -> None:
+        self.vad.reset()
+
+
+class Utterance:
+    """One stretch of user speech on its way to a recognition job."""
+
+    def __init__(self, session: "VoiceSession", utterance_id: int):
+        self.session = session
+        self.id = utterance_id
+        self.job_id: str | None = None
+        self.channel: str | None = None
+        self.seconds = 0.0
+        self.ended = False
+        self.ended_at: float | None = None
+        self.trace_id = new_trace_id()  # joins web and worker log lines of this turn
+        self.listener: asyncio.Task | None = None
+
+    async def start(self, phrases) -> None:
+        self.channel = await jobs.new_reply_channel()
+        self.job_id = await jobs.asr_start(reply_to=self.channel, phrases=phrases, trace_id=self.trace_id)
+        self.listener = asyncio.create_task(self._listen())
+
+    async def feed(self, pcm16k: bytes) -> None:
+        assert self.job_id is not None
+        self.seconds += len(pcm16k) / 2 / SAMPLE_RATE
+        await jobs.audio_put(self.job_id, pcm16k)
+
+    async def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.ended_at = time.monotonic()
+            assert self.job_id is not None
+            await jobs.audio_end(self.job_id)
+
+    async def _listen(self) -> None:
+        session = self.session
+        assert self.channel is not None and self.job_id is not None
+        # While the user is still talking a recogniser may rightly say nothing for a long time
+        # (silence, no new words): the job's silence only counts once the utterance has ended.
+        stream = jobs.job_messages(self.channel, self.job_id, may_be_quiet=lambda: not self.ended)
+        try:
+            async for message in stream:
+                kind = message["type"]
+                if kind == messages.ASR_PARTIAL:
+                    await session.emit({"type": "partial", "utterance_id": self.id, "text": message["text"]})
+                elif kind == messages.ASR_FINAL:
+                    if self.ended_at is not None:
+                        metrics.observe_transcript_latency(time.monotonic() - self.ended_at)
+                    await session.on_final(self, message["text"])
+                elif kind == messages.ASR_ERROR:
+                    await session.on_utterance_error(self, message["code"], message["message"])
+        except jobs.JobTimeout:
+            await session.on_utterance_error(self, "voice_worker_timeout", "Speech recognition did not answer in time.")
+
+    def cancel(self) -> None:
+        if self.listener and not self.listener.done():
+            self.listener.cancel()
+
+
+class Listening:
+    """The session's audio input: checks, resampling, the hands-free gate, the open utterance."""
+
+    def __init__(self, session: "VoiceSession"):
+        self.session = session
+        self.utterance: Utterance | None = None
+        self.sample_rate = SAMPLE_RATE
+        self._count = 0
+        self._resample = StreamResampler(SAMPLE_RATE, SAMPLE_RATE)
+        self._bucket: TokenBucket | None = None
+        self._gate: HandsFreeGate | None = None
+
+    def configure(self, *, sample_rate: int, gate: HandsFreeGate | None) -> None:
+        if sample_rate != self.sample_rate and self.utterance is not None:
+            raise SessionError("The sample rate cannot change during an utterance.", code="invalid_config")
+        self.sample_rate = sample_rate
+        self._resample = StreamResampler(sample_rate, SAMPLE_RATE)
+        rate_bytes = sample_rate * 2 * self.session.limits.max_audio_rate
+        self._bucket = TokenBucket(rate_bytes, burst_bytes=sample_rate * 2 * 2.0)  # 2 s burst
+        self._gate = gate
+
+    async def audio(self, pcm: bytes) -> None:
+        if len(pcm) % 2:
+            raise SessionError("Audio frames must hold whole 16-bit samples.", code="bad_audio_frame")
+        assert self._bucket is not None, "configure() first"
+        if not self._bucket.take(len(pcm)):
+            raise SessionError("Audio is arriving faster than real time; frames dropped.", code="audio_rate_exceeded")
+        pcm16k = self._resample(pcm)
+        gate = self._gate
+        if gate is not None and self.utterance is None:
+            opening = gate.listen(pcm16k)
+            if opening is None:
+                return
+            await self.session.on_speech_started()  # barge-in when a reply is playing
+            await self._begin()
+            pcm16k = opening
+        elif self.utterance is None:
+            await self._begin()
+        elif gate is not None:
+            gate.hear(pcm16k)
+        utterance = self.utterance
+        assert utterance is not None
+        limit = self.session.limits.max_utterance_s
+        if utterance.seconds + len(pcm16k) / 2 / SAMPLE_RATE > limit:
+            await self.end()
+            raise SessionError(
+                f"Utterances are limited to {limit:g} seconds; this one was ended there.", code="utterance_too_long"
+            )
+        await utterance.feed(pcm16k)
+        if gate is not None and gate.speech_ended:
+            await self.end()
+
+    async def _begin(self) -> None:
+        self._count += 1
+        utterance = Utterance(self.session, self._count)
+        self.utterance = utterance
+        await utterance.start(self.session.phrases)
+        await self.session.set_state("listening")
+
+    async def end(self) -> None:
+        """The end of the open utterance (audio_end, the VAD, the length limit): its final comes."""
+        utterance = self.utterance
+        if utterance is None:
+            return
+        self.utterance = None
+        if self._gate is not None:
+            self._gate.reset()
+        await utterance.end()
+        if self.session.state == "listening":
+            await self.session.set_state("thinking")
+
+    def forget(self, utterance: Utterance) -> None:
+        """The utterance failed: it is no longer the open one."""
+        if self.utterance is utterance:
+            self.utterance = None
+
+    async def close(self) -> None:
+        """The client went away: end and stop listening to the open utterance."""
+        if self.utterance is not None:
+            utterance, self.utterance = self.utterance, None
+            with contextlib.suppress(Exception):  # the session is closing: nothing to report to
+                await utterance.end()
+            utterance.cancel()

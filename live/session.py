@@ -1,0 +1,232 @@
+"""A live voice session: its state, the client's messages, interruption and close.
+
+The consumer only translates frames; the session holds what the client configured and runs the
+stages: listening (audio in -> utterances), turn (a message -> the reply's events) and speaking
+(the reply's sentences -> audio). One turn at a time: new input replaces the running reply. An
+interruption is one path: cancel the turn's task; every stage drops its pending work, the reply
+is saved with what was actually spoken, and only then is the interruption acknowledged.
+
+See docs/protocol.md for the frames.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+
+from chat.models import Message
+from chat.selectors import conversation_get, last_interrupted_reply_id
+from chat.services.conversations import message_text_clean
+from magicmirror.dbasync import db_call
+from speakers.selectors import speaker_get, user_settings_get
+
+from .listening import HandsFreeGate, Listening, Utterance, VoiceActivityDetector
+from .protocol import FRAME_HEADER_DESCRIPTION, PROTOCOL_VERSION, Limits, SessionError, parse_config
+from .turn import Turn
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        *,
+        user,
+        emit: Callable[[dict], Awaitable[None]],
+        send_audio: Callable[[bytes], Awaitable[None]],
+        vad_factory: Callable[[], VoiceActivityDetector] | None = None,
+    ):
+        self.user = user
+        self.emit = emit
+        self.send_audio = send_audio
+        self.limits = Limits()
+        self.started = False
+        self.conversation_id = None
+        self.speaker_id = None
+        self.mode = "ptt"
+        self.voice_output = True
+        self.phrases: list[str] | None = None
+        self.state = "idle"
+        self.listening = Listening(self)
+        self._vad_factory = vad_factory
+        self._turn_task: asyncio.Task | None = None
+        self._turn_count = 0
+
+    # -- the client's messages ---------------------------------------------------------------------
+    async def dispatch(self, message: dict) -> None:
+        """One JSON message of the client (already parsed: a dict with a string `type`)."""
+        kind = message["type"]
+        if kind == "ping":
+            await self.emit({"type": "pong", "id": message.get("id")})
+            return
+        if kind == "start":
+            await self.emit(await self.start(message))
+            return
+        if not self.started:
+            raise SessionError("Send a start message first.", code="not_started")
+        if kind == "configure":
+            await self.configure(message)
+            await self.emit(await self.ready_event())
+        elif kind == "audio_end":
+            await self.listening.end()
+        elif kind == "text":
+            await self.text(message.get("text"))
+        elif kind == "interrupt":
+            if await self.interrupt() is None:
+                await self.emit({"type": "interrupted", "turn_id": None, "message_id": None})
+        else:
+            raise SessionError(f"Unknown message type {kind!r}.", code="unknown_type")
+
+    async def audio(self, pcm: bytes) -> None:
+        """One binary frame of microphone audio."""
+        if len(pcm) > self.limits.max_frame_bytes:
+            raise SessionError(
+                f"Audio frames are limited to {self.limits.max_frame_bytes} bytes.", code="frame_too_large"
+            )
+        if not self.started:
+            raise SessionError("Send a start message before audio.", code="not_started")
+        await self.listening.audio(pcm)
+
+    # -- configuration ----------------------------------------------------------------------------
+    async def start(self, message: dict) -> dict:
+        config = parse_config(message, start=True)
+        self.limits = Limits()  # settings as they are when the session starts
+        user_settings = await db_call(user_settings_get, user=self.user)
+        self.mode = user_settings.input_mode
+        self.voice_output = user_settings.voice_output
+        self.speaker_id = user_settings.current_speaker_id
+        await self._apply(config)
+        self.started = True
+        return await self.ready_event()
+
+    async def configure(self, message: dict) -> None:
+        await self._apply(parse_config(message, start=False))
+
+    async def _apply(self, config: dict) -> None:
+        # The ids are the user's own or NotFound (another user's object looks like none).
+        if config.get("conversation_id") is not None:
+            await db_call(conversation_get, user=self.user, conversation_id=config["conversation_id"])
+        if config.get("speaker_id") is not None:
+            await db_call(speaker_get, user=self.user, speaker_id=config["speaker_id"])
+        gate = None
+        mode = config.get("mode", self.mode)
+        if self._vad_factory is not None and mode == "handsfree":
+            gate = HandsFreeGate(self._vad_factory(), preroll_s=settings.VOICE_PREROLL_SECONDS)
+        self.listening.configure(sample_rate=config.get("sample_rate", self.listening.sample_rate), gate=gate)
+        for name in ("conversation_id", "speaker_id", "mode", "voice_output", "phrases"):
+            if name in config:
+                setattr(self, name, config[name])
+
+    async def ready_event(self) -> dict:
+        conversation = None
+        if self.conversation_id is not None:
+            c = await db_call(conversation_get, user=self.user, conversation_id=self.conversation_id)
+            conversation = {"id": c.pk, "title": c.title}
+        speaker = None
+        if self.speaker_id is not None:
+            s = await db_call(speaker_get, user=self.user, speaker_id=self.speaker_id)
+            speaker = {"id": s.pk, "name": s.name}
+        return {
+            "type": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "conversation": conversation,
+            "speaker": speaker,
+            "mode": self.mode,
+            "voice_output": self.voice_output,
+            "input": {"format": "pcm_s16le", "sample_rate": self.listening.sample_rate, "channels": 1},
+            "output": {
+                "format": "pcm_s16le",
+                "sample_rate": None,  # engines differ: each `sentence` event gives its audio's rate
+                "channels": 1,
+                "frame_header": FRAME_HEADER_DESCRIPTION,
+            },
+            "engines": {"asr": settings.VOICE_ASR_ENGINE, "tts": list(settings.VOICE_TTS_ENGINES)},
+            "limits": self.limits.as_dict(),
+        }
+
+    async def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            await self.emit({"type": "state", "state": state})
+
+    # -- from the listening stage ----------------------------------------------------------------
+    async def on_speech_started(self) -> None:
+        if self.turn_running:
+            await self.interrupt()  # barge-in: the user talks over the reply
+
+    async def on_final(self, utterance: Utterance, text: str) -> None:
+        if not text.strip():
+            await self.emit({"type": "final", "utterance_id": utterance.id, "text": "", "message_id": None})
+            if not self.turn_running:
+                await self.set_state("idle")
+            return
+        await self.start_turn(
+            text,
+            Message.Source.VOICE,
+            utterance_id=utterance.id,
+            input_ended_at=utterance.ended_at,
+            trace_id=utterance.trace_id,
+        )
+
+    async def on_utterance_error(self, utterance: Utterance, code: str, message: str) -> None:
+        self.listening.forget(utterance)
+        await self.emit({"type": "error", "code": code, "message": message, "utterance_id": utterance.id})
+        if not self.turn_running:
+            await self.set_state("idle")
+
+    # -- turns ------------------------------------------------------------------------------------
+    @property
+    def turn_running(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    async def text(self, text) -> None:
+        text = message_text_clean(text)
+        await self.start_turn(text, Message.Source.TEXT, input_ended_at=time.monotonic())
+
+    async def start_turn(self, text: str, source, *, utterance_id=None, input_ended_at=None, trace_id=None):
+        if self.turn_running:
+            await self.interrupt()  # one turn at a time: new input replaces the running reply
+        self._turn_count += 1
+        await self.set_state("thinking")
+        turn = Turn(
+            self,
+            self._turn_count,
+            text,
+            source,
+            utterance_id=utterance_id,
+            input_ended_at=input_ended_at,
+            trace_id=trace_id,
+        )
+        self._turn_task = asyncio.create_task(turn.run())
+
+    async def turn_ended(self, turn: Turn) -> None:
+        """A turn ran to its end (not interrupted)."""
+        if self.listening.utterance is None:
+            await self.set_state("idle")
+
+    async def interrupt(self) -> dict | None:
+        """Stop the running turn at once; returns the acknowledgement event (already sent)."""
+        task = self._turn_task
+        if task is None or task.done():
+            return None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Nothing of the old turn can be sent after this point: its tasks are all finished.
+        message_id = None
+        if self.conversation_id is not None:
+            message_id = await db_call(last_interrupted_reply_id, conversation_id=self.conversation_id)
+        event = {"type": "interrupted", "turn_id": self._turn_count, "message_id": message_id}
+        await self.emit(event)
+        if self.listening.utterance is None:
+            await self.set_state("idle")
+        return event
+
+    async def close(self) -> None:
+        """The client went away: stop listening; cut the reply short (it is saved)."""
+        await self.listening.close()
+        task = self._turn_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

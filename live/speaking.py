@@ -1,0 +1,130 @@
+"""Speaking: a reply's sentences to audio frames, in order, paced a little ahead of real time.
+
+Each sentence is its own synthesis job (voice.jobs.synthesize), started as soon as the sentence is
+complete; at most VOICE_TTS_PREFETCH synthesise at once (the one playing and the next), so there is
+no gap between sentences when synthesis keeps up. Audio goes to the client at most
+`audio_lead_s` ahead of real time: a slow client never makes us buffer much, and a barge-in stops
+what is heard quickly.
+"""
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from magicmirror import metrics
+from voice import jobs
+from voice.jobs import messages
+
+from .protocol import audio_frame
+
+if TYPE_CHECKING:
+    from .session import VoiceSession
+
+
+class SentenceAudio:
+    """One sentence's synthesis job, its messages buffered until it is this sentence's turn to play."""
+
+    def __init__(self, sentence_id: int, text: str):
+        self.id, self.text = sentence_id, text
+        self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+
+class ReplySpeaker:
+    """Speaks a reply sentence by sentence, in order, prefetching the next sentence's synthesis."""
+
+    def __init__(self, session: "VoiceSession", turn_id: int, speaker_id, input_ended_at=None, source="text"):
+        self.session, self.turn_id, self.speaker_id = session, turn_id, speaker_id
+        self.input_ended_at, self.source = input_ended_at, source
+        self.sentences: asyncio.Queue[SentenceAudio | None] = asyncio.Queue()
+        self.spoken: list[str] = []  # sentences whose audio reached the client (fully or partly)
+        self.failed = False
+        self._prefetch = asyncio.Semaphore(settings.VOICE_TTS_PREFETCH)
+        self._jobs: list[SentenceAudio] = []
+        self._count = 0
+        self._player = asyncio.create_task(self._play())
+        self._clock_start: float | None = None
+        self._audio_seconds = 0.0
+
+    def add(self, text: str) -> None:
+        sentence = SentenceAudio(self._count, text)
+        self._count += 1
+        sentence.task = asyncio.create_task(self._synthesize(sentence))
+        self._jobs.append(sentence)
+        self.sentences.put_nowait(sentence)
+
+    async def finish(self) -> None:
+        """No more sentences: returns when the last one has been sent."""
+        self.sentences.put_nowait(None)
+        await self._player
+
+    async def cancel(self) -> None:
+        tasks = [self._player, *(s.task for s in self._jobs if s.task)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _synthesize(self, sentence: SentenceAudio) -> None:
+        async with self._prefetch:
+            if self.failed:
+                sentence.queue.put_nowait(None)
+                return
+            try:
+                async for message in jobs.synthesize(text=sentence.text, speaker_id=self.speaker_id):
+                    sentence.queue.put_nowait(message)
+            finally:
+                sentence.queue.put_nowait(None)
+
+    async def _play(self) -> None:
+        session = self.session
+        while (sentence := await self.sentences.get()) is not None:
+            started = False
+            while (message := await sentence.queue.get()) is not None:
+                kind = message["type"]
+                if kind == messages.TTS_CHUNK:
+                    if not started:
+                        started = True
+                        self.spoken.append(sentence.text)
+                        await session.emit(self._sentence_event(sentence, message))
+                        await session.set_state("speaking")
+                    await self._pace()
+                    if self.input_ended_at is not None:
+                        metrics.observe_ttfa(time.monotonic() - self.input_ended_at, self.source)
+                        self.input_ended_at = None  # the first audio of the turn only
+                    await session.send_audio(audio_frame(self.turn_id, sentence.id, message["seq"], message["pcm"]))
+                    self._audio_seconds += len(message["pcm"]) / 2 / message["sample_rate"]
+                elif kind == messages.TTS_ERROR and not self.failed:
+                    self.failed = True  # a dead worker fails every later sentence too: say it once
+                    await session.emit(
+                        {
+                            "type": "error",
+                            "code": message["code"],
+                            "message": message["message"],
+                            "turn_id": self.turn_id,
+                        }
+                    )
+            if started:
+                await session.emit({"type": "sentence_end", "turn_id": self.turn_id, "sentence_id": sentence.id})
+
+    def _sentence_event(self, sentence: SentenceAudio, first_chunk: dict) -> dict:
+        event = {
+            "type": "sentence",
+            "turn_id": self.turn_id,
+            "sentence_id": sentence.id,
+            "text": sentence.text,
+            "sample_rate": first_chunk["sample_rate"],
+        }
+        # The first chunk of a job names the engine and voice that speak.
+        event.update({k: first_chunk[k] for k in ("engine", "voice", "clones") if k in first_chunk})
+        return event
+
+    async def _pace(self) -> None:
+        """Stay at most `audio_lead_s` ahead of real time (bounded buffering, fast barge-in)."""
+        now = time.monotonic()
+        if self._clock_start is None:
+            self._clock_start = now
+        ahead = self._audio_seconds - (now - self._clock_start) - self.session.limits.audio_lead_s
+        if ahead > 0:
+            await asyncio.sleep(ahead)

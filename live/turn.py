@@ -1,0 +1,133 @@
+"""A turn: the user's message (a final transcript or typed text) in, the reply's events out.
+
+The reply streams from the LLM (chat.services.replies.reply_stream); each event becomes a
+protocol event for the client, and with voice output on, the reply is cut into sentences as it
+arrives and each one goes to the speaker (live.speaking) as soon as it is complete. Cancelling the
+task that runs a turn is the one way to interrupt it: every stage drops its pending work and the
+reply is saved with what was actually spoken.
+"""
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from chat.models import Message
+from chat.services.replies import reply_stream
+from magicmirror.errors import ApplicationError
+from magicmirror.logging import bind_trace
+from voice.text import SentenceSplitter
+
+from .speaking import ReplySpeaker
+
+if TYPE_CHECKING:
+    from .session import VoiceSession
+
+logger = logging.getLogger(__name__)
+
+
+class Turn:
+    def __init__(
+        self,
+        session: "VoiceSession",
+        turn_id: int,
+        text: str,
+        source,
+        *,
+        utterance_id=None,
+        input_ended_at=None,
+        trace_id=None,
+    ):
+        self.session, self.id, self.text, self.source = session, turn_id, text, source
+        self.utterance_id, self.input_ended_at, self.trace_id = utterance_id, input_ended_at, trace_id
+        self.speaker: ReplySpeaker | None = None
+        self._shown: list[str] = []
+        self._splitter = SentenceSplitter(
+            max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
+        )
+
+    def what_was_said(self) -> str:
+        """What to save when the turn is cut short: the sentences heard (or the text shown, without voice)."""
+        return " ".join(self.speaker.spoken) if self.speaker is not None else "".join(self._shown)
+
+    def _speak_the_rest(self) -> None:
+        if self.speaker is not None:
+            for piece in self._splitter.flush():
+                self.speaker.add(piece)
+
+    async def run(self) -> None:
+        session = self.session
+        bind_trace(self.trace_id)  # this task and its children: logs and voice jobs carry the id
+        if session.voice_output:
+            self.speaker = ReplySpeaker(
+                session, self.id, session.speaker_id, input_ended_at=self.input_ended_at, source=self.source
+            )
+        events = reply_stream(
+            user=session.user,
+            conversation_id=session.conversation_id,
+            text=self.text,
+            source=self.source,
+            speaker_id=session.speaker_id if session.voice_output else None,
+            content_on_interrupt=self.what_was_said,
+            on_reply_complete=self._speak_the_rest,
+        )
+        try:
+            async for event in events:
+                await self._relay(event)
+            if self.speaker is not None:
+                await self.speaker.finish()
+                await session.emit({"type": "audio_done", "turn_id": self.id})
+        except asyncio.CancelledError:
+            raise
+        except ApplicationError as exc:
+            await session.emit({"type": "error", "turn_id": self.id, "code": exc.code, "message": exc.message})
+        except Exception:
+            logger.exception("Voice turn %s failed", self.id)
+            await session.emit(
+                {"type": "error", "turn_id": self.id, "code": "turn_failed", "message": "The reply failed."}
+            )
+        finally:
+            await events.aclose()  # saves what arrived if the turn was cut short
+            if self.speaker is not None:
+                await self.speaker.cancel()
+        await session.turn_ended(self)
+
+    async def _relay(self, event: dict) -> None:
+        """One reply event as protocol events (and sentences to speak)."""
+        session, kind = self.session, event["type"]
+        if kind == "conversation":
+            session.conversation_id = event["conversation"]["id"]
+            await session.emit({"type": "conversation", "turn_id": self.id, **event["conversation"]})
+        elif kind == "user_message":
+            message = event["message"]
+            if self.source == Message.Source.VOICE:
+                await session.emit(
+                    {
+                        "type": "final",
+                        "utterance_id": self.utterance_id,
+                        "text": message["content"],
+                        "message_id": message["id"],
+                    }
+                )
+            await session.emit(
+                {"type": "turn", "turn_id": self.id, "user_message_id": message["id"], "source": self.source}
+            )
+        elif kind == "delta":
+            self._shown.append(event["text"])
+            await session.emit({"type": "delta", "turn_id": self.id, "text": event["text"]})
+            if self.speaker is not None:
+                for piece in self._splitter.feed(event["text"]):
+                    self.speaker.add(piece)
+        elif kind == "done":
+            # The last sentence went to synthesis when the LLM finished (_speak_the_rest).
+            message = event["message"]
+            await session.emit(
+                {"type": "reply_done", "turn_id": self.id, "message_id": message["id"] if message else None}
+            )
+        elif kind == "error":
+            await session.emit(
+                {"type": "error", "turn_id": self.id, "code": event["code"], "message": event["message"]}
+            )
+        elif kind == "title":
+            await session.emit({"type": "title", "conversation_id": event["conversation_id"], "title": event["title"]})

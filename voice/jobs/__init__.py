@@ -1,0 +1,41 @@
+"""The voice job path: recognition and synthesis jobs, from the requester to the worker and back.
+
+* requester.py  the web side: start a job, feed it audio, listen to its messages (public API,
+                re-exported here: `from voice import jobs; jobs.synthesize(...)`)
+* backends.py   where jobs run (Celery workers + Redis, or threads of the web process), chosen once
+* runners.py    the job bodies (tts_run, asr_run), run by a task or a thread
+* tasks.py      the Celery tasks; worker.py: engine preload at worker start
+* sending.py    the one way a job sends to its requester (channel layer, with backpressure)
+* messages.py   the message types
+* audio_stream.py, cancellation.py, redis_clients.py: audio to a recognition job, cancel flags
+"""
+
+from .requester import (
+    TERMINAL_TYPES,
+    JobNotStarted,
+    JobTimeout,
+    asr_start,
+    audio_end,
+    audio_put,
+    cancel,
+    job_messages,
+    new_reply_channel,
+    recognize,
+    synthesize,
+    tts_start,
+)
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "JobNotStarted",
+    "JobTimeout",
+    "asr_start",
+    "audio_end",
+    "audio_put",
+    "cancel",
+    "job_messages",
+    "new_reply_channel",
+    "recognize",
+    "synthesize",
+    "tts_start",
+]

@@ -1,0 +1,97 @@
+"""Worker start-up: load the engines a worker serves once, at process start, and warm them.
+
+Prefork children load in `worker_process_init`; the solo and threads pools run tasks in the main
+process, which loads in `worker_ready` (before the worker answers its first ping). The
+`voice_engines` inspect command reports what a worker holds:
+`celery -A magicmirror inspect voice_engines`.
+"""
+
+import logging
+import threading
+
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+LOADED: dict = {}  # what this process has loaded: {"asr": {...}, "tts": {...}, "errors": {...}}
+_preloaded = False
+_preload_lock = threading.Lock()
+
+
+def preload_engines(parts=None) -> dict:
+    """Load (and warm) the ASR and/or TTS engines of this process; returns what was loaded.
+
+    A part that fails to load is logged and reported under `errors` rather than stopping the
+    worker: its jobs then answer with the engine's error code.
+    """
+    from ..asr import get_asr_engine
+    from ..tts import get_tts_engine
+
+    loaded, errors = {}, {}
+    parts = settings.VOICE_PRELOAD if parts is None else parts
+    for part, get in (("asr", get_asr_engine), ("tts", get_tts_engine)):
+        if part not in parts:
+            continue
+        try:
+            engine = _warm(part, get)
+        except Exception as exc:
+            logger.exception("Could not load the %s engine", part)
+            errors[part] = str(exc)
+            continue
+        loaded[part] = engine.describe()
+    logger.info("Voice engines ready: %s", loaded)
+    LOADED.update(loaded)
+    if errors:
+        LOADED["errors"] = {**LOADED.get("errors", {}), **errors}
+    return loaded
+
+
+def _warm(part, get):
+    """Load and warm the engine; a TTS engine that fails here gives way to the next in the chain."""
+    from ..tts.registry import mark_failed
+
+    while True:
+        engine = get()
+        try:
+            engine.warm_up()
+        except Exception as exc:
+            if part != "tts":
+                raise
+            logger.exception("TTS engine %s failed to warm up; trying the next in VOICE_TTS_ENGINES", engine.name)
+            mark_failed(engine, exc)  # get() raises TTSError once no engine is left
+            continue
+        return engine
+
+
+def _preload_once():
+    global _preloaded
+    with _preload_lock:
+        if _preloaded:
+            return
+        _preloaded = True
+    preload_engines()
+
+
+@worker_process_init.connect
+def _preload_in_child(**kwargs):  # prefork children (and the solo pool, in the main process)
+    _preload_once()
+
+
+@worker_ready.connect
+def _preload_in_main(sender=None, **kwargs):  # sender: the worker's Consumer
+    pool = getattr(sender, "pool", None)
+    if "prefork" not in type(pool).__module__:
+        _preload_once()
+
+
+try:
+    from celery.worker.control import inspect_command
+
+    @inspect_command()
+    def voice_engines(state):
+        """`celery inspect voice_engines`: the engines this worker has loaded."""
+        return {"engines": LOADED, "preload": list(settings.VOICE_PRELOAD)}
+
+except ImportError:  # pragma: no cover - celery without the worker extras
+    pass

@@ -1,0 +1,261 @@
+"""CosyVoice2 (FunAudioLLM/CosyVoice): zero-shot voice cloning on a GPU, streamed chunk by chunk.
+
+The engine over the upstream class (upstream.py: which code, which API generation), the model directory
+(model_dir.py) and the registered speaker prompts (speaker_cache.py). voice/tests/cosyvoice_real runs it
+against the real upstream classes (the older API) on a CPU.
+
+- Without the official code, or without the weights, construction raises TTSError and the registry falls
+  back to the next engine.
+- The model loads on first use (`stream` or `warm_up`), once, under a lock.
+- The token_hop_len guard (upstream bug, open PR #1849): upstream's streaming loop doubles the *shared*
+  `model.model.token_hop_len` after every chunk and never sets it back, so from the third request on first
+  chunks are ~4 s long and concurrent streams change each other's hop. The adapter sets it back to its
+  value after loading before (and after) every call, and runs one inference call at a time per model.
+  Text is synthesised one sentence per call, so the guard holds between sentences too and concurrent
+  streams take turns sentence by sentence.
+"""
+
+import importlib.util
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ... import text as voice_text
+from ..base import TTSEngine, TTSError, VoiceRef
+from .model_dir import accelerated_files, check_model_dir
+from .speaker_cache import SpeakerCache, spkinfo_file_lock
+from .upstream import (
+    UPSTREAM_COMMIT,
+    check_api,
+    import_cosyvoice2,
+    prompt_form,
+    register_vllm_model,
+    speech_to_pcm16,
+    torch_cuda_available,
+    vllm_available,
+)
+
+logger = logging.getLogger(__package__)
+
+MODEL_SAMPLE_RATE = 24000  # cosyvoice2.yaml sample_rate; replaced by the loaded model's value
+WARMUP_TEXT = "Hello, this is a short warm-up sentence."
+MIN_SENTENCE_CHARS = 12  # shorter pieces are merged with their neighbour
+
+
+def split_sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
+    """The sentences the engine synthesises one per call; pieces shorter than `min_chars` join a neighbour.
+
+    The breaks are voice.text's, those of the live voice session's SentenceSplitter."""
+    return voice_text.split_sentences(text, min_chars)
+
+
+# --- the engine -----------------------------------------------------------------------------------------
+class CosyVoice2Engine(TTSEngine):
+    name = "cosyvoice2"
+    clones_voices = True
+    sample_rate = MODEL_SAMPLE_RATE
+
+    def __init__(
+        self,
+        model_dir,
+        *,
+        load_jit: bool = False,
+        load_trt: bool = False,
+        fp16: bool = False,
+        load_vllm: bool = False,
+        trt_concurrent: int = 1,
+        warmup: bool = True,
+        default_prompt_wav: str = "",
+        default_prompt_text: str = "",
+        cosyvoice_cls=None,
+        cuda_available: Callable[[], bool] | None = None,
+    ):
+        if cosyvoice_cls is None and importlib.util.find_spec("cosyvoice") is None:
+            import_cosyvoice2()  # cheap check first: raises with the full explanation
+        check_model_dir(model_dir)  # before the slow import of torch
+        if cosyvoice_cls is None:
+            cosyvoice_cls = import_cosyvoice2()
+        else:
+            check_api(cosyvoice_cls)
+        self._cls = cosyvoice_cls
+        self.cuda = bool((cuda_available or torch_cuda_available)())
+        self.requested = {"load_jit": load_jit, "load_trt": load_trt, "fp16": fp16, "load_vllm": load_vllm}
+        use_vllm = bool(load_vllm and self.cuda)
+        if use_vllm and not vllm_available():
+            logger.warning("COSYVOICE_LOAD_VLLM is set but vllm is not installed: CosyVoice2 runs without it.")
+            use_vllm = False
+        self.options = self._constructor_options(
+            load_jit=bool(load_jit and self.cuda),
+            load_trt=bool(load_trt and self.cuda),
+            fp16=bool(fp16 and self.cuda),
+            load_vllm=use_vllm,
+            trt_concurrent=max(1, int(trt_concurrent)),
+        )
+        self.model_dir = check_model_dir(model_dir, accelerated_files(self.options))
+        self.warmup = bool(warmup)
+        self._speakers = SpeakerCache(
+            self.model_dir, default_prompt_wav=default_prompt_wav, default_prompt_text=default_prompt_text
+        )
+        self._model = None
+        self._hop_len_after_load = None
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()  # one inference call (and speaker registration) at a time
+
+    @classmethod
+    def from_settings(cls, **overrides) -> "CosyVoice2Engine":
+        from django.conf import settings
+
+        kwargs = {
+            "model_dir": settings.COSYVOICE_MODEL_DIR,
+            "load_jit": settings.COSYVOICE_LOAD_JIT,
+            "load_trt": settings.COSYVOICE_LOAD_TRT,
+            "fp16": settings.COSYVOICE_FP16,
+            "load_vllm": settings.COSYVOICE_LOAD_VLLM,
+            "trt_concurrent": settings.COSYVOICE_TRT_CONCURRENT,
+            "warmup": settings.COSYVOICE_WARMUP,
+            "default_prompt_wav": getattr(settings, "COSYVOICE_DEFAULT_PROMPT_WAV", "") or "",
+            "default_prompt_text": getattr(settings, "COSYVOICE_DEFAULT_PROMPT_TEXT", "") or "",
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # --- construction ---------------------------------------------------------------------------------
+    def _constructor_options(self, **wanted) -> dict:
+        """The options the installed class accepts (older releases lack load_vllm, trt_concurrent)."""
+        try:
+            parameters = inspect.signature(self._cls).parameters
+        except (TypeError, ValueError):
+            return {k: wanted[k] for k in ("load_jit", "load_trt", "fp16")}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        options = {k: v for k, v in wanted.items() if takes_any or k in parameters}
+        dropped = [k for k, v in wanted.items() if k not in options and v not in (False, 1)]
+        if dropped:
+            logger.warning("The installed CosyVoice2 does not accept %s; ignored.", ", ".join(dropped))
+        turned_off = [k for k, v in self.requested.items() if v and not self.cuda]
+        if turned_off:
+            logger.info("No CUDA device: CosyVoice2 runs without %s.", ", ".join(turned_off))
+        return options
+
+    @property
+    def default_prompt_wav(self) -> str:
+        return self._speakers.default_prompt_wav
+
+    @property
+    def default_prompt_text(self) -> str:
+        return self._speakers.default_prompt_text
+
+    # --- loading --------------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _ensure_loaded(self):
+        model = self._model
+        if model is not None:
+            return model
+        with self._load_lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self):
+        logger.info("Loading CosyVoice2 from %s with %s", self.model_dir, self.options)
+        try:
+            if self.options.get("load_vllm") and getattr(self._cls, "__module__", "").startswith("cosyvoice."):
+                register_vllm_model()
+            with spkinfo_file_lock(self.model_dir):  # upstream reads spk2info.pt while it loads
+                model = self._cls(str(self.model_dir), **self.options)
+        except TTSError:
+            raise
+        except Exception as exc:
+            raise TTSError(
+                f"CosyVoice2 could not load the model in {self.model_dir}: {type(exc).__name__}: {exc}",
+                code="tts_load_failed",
+            ) from exc
+        self.sample_rate = int(getattr(model, "sample_rate", MODEL_SAMPLE_RATE))
+        self._hop_len_after_load = getattr(getattr(model, "model", None), "token_hop_len", None)
+        self._speakers.prompt_form = prompt_form(model)
+        logger.info(
+            "CosyVoice2 loaded: %d Hz, token_hop_len %s, prompts as %s",
+            self.sample_rate,
+            self._hop_len_after_load,
+            self._prompt_form,
+        )
+        return model
+
+    @property
+    def _prompt_form(self) -> str:
+        return self._speakers.prompt_form
+
+    # --- speakers -------------------------------------------------------------------------------------
+    def _speaker_id(self, model, voice: VoiceRef | None) -> str:
+        """The registered zero_shot_spk_id of `voice` (speaker_cache.py). Call with self._lock held."""
+        return self._speakers.speaker_id(model, voice)
+
+    # --- synthesis ------------------------------------------------------------------------------------
+    def _reset_hop_len(self, model) -> None:
+        inner = getattr(model, "model", None)
+        if self._hop_len_after_load is not None and hasattr(inner, "token_hop_len"):
+            inner.token_hop_len = self._hop_len_after_load
+
+    def stream(self, text: str, voice: VoiceRef | None = None) -> Iterator[bytes]:
+        sentences = split_sentences(text)
+        if not sentences:
+            return
+        model = self._ensure_loaded()
+        for sentence in sentences:
+            with self._lock:
+                spk_id = self._speaker_id(model, voice)
+                yield from self._synthesise(model, sentence, spk_id)
+
+    def _synthesise(self, model, sentence: str, spk_id: str) -> Iterator[bytes]:
+        """One streamed inference call. Call with self._lock held."""
+        self._reset_hop_len(model)  # the token_hop_len guard
+        outputs = None
+        try:
+            outputs = model.inference_zero_shot(sentence, "", "", zero_shot_spk_id=spk_id, stream=True)
+            for item in outputs:
+                pcm = speech_to_pcm16(item["tts_speech"])
+                if pcm:
+                    yield pcm
+        except TTSError:
+            raise
+        except Exception as exc:
+            raise TTSError(f"CosyVoice2 synthesis failed: {type(exc).__name__}: {exc}", code="tts_failed") from exc
+        finally:
+            close = getattr(outputs, "close", None)
+            if callable(close):
+                close()  # a consumer that stopped early also stops upstream's generator
+            self._reset_hop_len(model)
+
+    # --- the rest of the interface --------------------------------------------------------------------
+    def default_voice_name(self) -> str:
+        if self.default_prompt_wav:
+            return f"default prompt ({Path(self.default_prompt_wav).stem})"
+        return "none (a reference recording is needed)"
+
+    def warm_up(self, voice: VoiceRef | None = None) -> None:
+        """Load the model (TensorRT plans are built now on first use) and synthesise a short text."""
+        if not self.warmup:
+            return
+        self._ensure_loaded()
+        if voice is None and not (self.default_prompt_wav and self.default_prompt_text):
+            logger.info("CosyVoice2 loaded; warm-up synthesis skipped: no default prompt is configured.")
+            return
+        for _ in self.stream(WARMUP_TEXT, voice):
+            pass
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(
+            {
+                "loaded": self.loaded,
+                "cuda": self.cuda,
+                "options": dict(self.options),
+                "model_dir": str(self.model_dir),
+                "upstream_commit": UPSTREAM_COMMIT,
+            }
+        )
+        return info
