@@ -19,11 +19,16 @@ def conversation_get(*, user, conversation_id) -> Conversation:
         raise NotFound("Conversation not found.", code="conversation_not_found") from None
 
 
-def last_interrupted_reply_id(*, conversation_id) -> int | None:
-    """The id of the conversation's latest reply that was cut short, or None."""
+def interrupted_reply_id(*, conversation_id, user_message_id) -> int | None:
+    """The id of the reply to `user_message_id` if it was saved cut short, else None."""
     return (
-        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT, interrupted=True)
-        .order_by("-id")
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            role=Message.Role.ASSISTANT,
+            interrupted=True,
+            id__gt=user_message_id,  # the reply is saved after the message it answers
+        )
+        .order_by("id")
         .values_list("id", flat=True)
         .first()
     )

@@ -66,7 +66,8 @@ class HandsFreeGate:
         """Audio while no utterance is open: None while there is no speech; once speech starts, the
         audio the utterance begins with (the pre-roll and this frame)."""
         self._preroll.append(pcm16k)
-        while sum(map(len, self._preroll)) > self._preroll_bytes:
+        # Older audio goes first; the newest frame always stays, however long (it may hold the speech).
+        while len(self._preroll) > 1 and sum(map(len, self._preroll)) > self._preroll_bytes:
             self._preroll.pop(0)
         self.vad.feed(pcm16k)
         if not self.vad.speech_started:
@@ -152,16 +153,20 @@ class Listening:
         self._count = 0
         self._resample = StreamResampler(SAMPLE_RATE, SAMPLE_RATE)
         self._bucket: TokenBucket | None = None
-        self._gate: HandsFreeGate | None = None
+        self.gate: HandsFreeGate | None = None
 
-    def configure(self, *, sample_rate: int, gate: HandsFreeGate | None) -> None:
+    def configure(self, *, sample_rate: int, gate: HandsFreeGate | None, fresh: bool = False) -> None:
+        """The input's sample rate and the hands-free gate (None: push-to-talk). The resampler and the
+        audio allowance are renewed only for a new rate or when `fresh` (a start): a configure message
+        must not refill the allowance."""
         if sample_rate != self.sample_rate and self.utterance is not None:
             raise SessionError("The sample rate cannot change during an utterance.", code="invalid_config")
-        self.sample_rate = sample_rate
-        self._resample = StreamResampler(sample_rate, SAMPLE_RATE)
-        rate_bytes = sample_rate * 2 * self.session.limits.max_audio_rate
-        self._bucket = TokenBucket(rate_bytes, burst_bytes=sample_rate * 2 * 2.0)  # 2 s burst
-        self._gate = gate
+        if fresh or self._bucket is None or sample_rate != self.sample_rate:
+            self.sample_rate = sample_rate
+            self._resample = StreamResampler(sample_rate, SAMPLE_RATE)
+            rate_bytes = sample_rate * 2 * self.session.limits.max_audio_rate
+            self._bucket = TokenBucket(rate_bytes, burst_bytes=sample_rate * 2 * 2.0)  # 2 s burst
+        self.gate = gate
 
     async def audio(self, pcm: bytes) -> None:
         if len(pcm) % 2:
@@ -170,7 +175,9 @@ class Listening:
         if not self._bucket.take(len(pcm)):
             raise SessionError("Audio is arriving faster than real time; frames dropped.", code="audio_rate_exceeded")
         pcm16k = self._resample(pcm)
-        gate = self._gate
+        if not pcm16k:
+            return  # nothing to hear yet (an empty frame, or the resampler holds it); b"" would end the job
+        gate = self.gate
         if gate is not None and self.utterance is None:
             opening = gate.listen(pcm16k)
             if opening is None:
@@ -207,8 +214,8 @@ class Listening:
         if utterance is None:
             return
         self.utterance = None
-        if self._gate is not None:
-            self._gate.reset()
+        if self.gate is not None:
+            self.gate.reset()
         await utterance.end()
         if self.session.state == "listening":
             await self.session.set_state("thinking")

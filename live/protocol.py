@@ -49,9 +49,9 @@ def audio_frame(turn_id: int, sentence_id: int, seq: int, pcm: bytes) -> bytes:
 def parse_message(text: str, *, max_bytes: int) -> dict:
     """A client's text frame as a message dict with a string `type`; SessionError otherwise.
 
-    The size is checked before anything is parsed.
+    The size is checked, in UTF-8 bytes, before anything is parsed.
     """
-    if len(text) > max_bytes:
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise SessionError(f"Messages are limited to {max_bytes} bytes.", code="frame_too_large")
     try:
         message = json.loads(text)
@@ -73,7 +73,7 @@ class _Id(serializers.Field):
 
 
 class _StrictBoolean(serializers.Field):
-    default_error_messages = {"invalid": "must be true or false."}
+    default_error_messages = {"invalid": "must be true or false.", "null": "must be true or false."}
 
     def to_internal_value(self, data):
         if not isinstance(data, bool):
@@ -109,7 +109,12 @@ class ConfigureSerializer(serializers.Serializer):
     conversation_id = _Id(required=False, allow_null=True)
     speaker_id = _Id(required=False, allow_null=True)
     mode = serializers.ChoiceField(
-        choices=MODES, required=False, error_messages={"invalid_choice": f"must be one of {', '.join(MODES)}."}
+        choices=MODES,
+        required=False,
+        error_messages={
+            "invalid_choice": f"must be one of {', '.join(MODES)}.",
+            "null": f"must be one of {', '.join(MODES)}.",
+        },
     )
     voice_output = _StrictBoolean(required=False)
     phrases = serializers.ListField(
@@ -124,6 +129,7 @@ class ConfigureSerializer(serializers.Serializer):
         max_value=48000,
         error_messages={
             "invalid": "must be an integer between 8000 and 48000.",
+            "null": "must be an integer between 8000 and 48000.",
             "min_value": "must be an integer between 8000 and 48000.",
             "max_value": "must be an integer between 8000 and 48000.",
         },
@@ -142,7 +148,8 @@ def parse_config(message: dict, *, start: bool) -> dict:
     SessionError `unsupported_protocol` for another protocol version, `invalid_config` for a bad
     field; nothing of an invalid message is applied.
     """
-    if start and message.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+    version = message.get("protocol", PROTOCOL_VERSION)
+    if start and (type(version) is not int or version != PROTOCOL_VERSION):  # not True, not 1.0
         raise SessionError(
             f"Unsupported protocol version {message.get('protocol')!r}; this server speaks {PROTOCOL_VERSION}.",
             code="unsupported_protocol",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 
 from chat.models import Message
-from chat.selectors import conversation_get, last_interrupted_reply_id
+from chat.selectors import conversation_get, interrupted_reply_id
 from chat.services.conversations import message_text_clean
 from magicmirror.dbasync import db_call
 from speakers.selectors import speaker_get, user_settings_get
@@ -50,6 +50,7 @@ class VoiceSession:
         self.listening = Listening(self)
         self._vad_factory = vad_factory
         self._turn_task: asyncio.Task | None = None
+        self._turn: Turn | None = None
         self._turn_count = 0
 
     # -- the client's messages ---------------------------------------------------------------------
@@ -95,14 +96,15 @@ class VoiceSession:
         self.mode = user_settings.input_mode
         self.voice_output = user_settings.voice_output
         self.speaker_id = user_settings.current_speaker_id
-        await self._apply(config)
+        await self._apply(config, fresh=True)
         self.started = True
         return await self.ready_event()
 
     async def configure(self, message: dict) -> None:
         await self._apply(parse_config(message, start=False))
 
-    async def _apply(self, config: dict) -> None:
+    async def _apply(self, config: dict, *, fresh: bool = False) -> None:
+        """Apply validated settings; `fresh` (a start) also renews the audio allowance from the limits."""
         # The ids are the user's own or NotFound (another user's object looks like none).
         if config.get("conversation_id") is not None:
             await db_call(conversation_get, user=self.user, conversation_id=config["conversation_id"])
@@ -111,8 +113,12 @@ class VoiceSession:
         gate = None
         mode = config.get("mode", self.mode)
         if self._vad_factory is not None and mode == "handsfree":
-            gate = HandsFreeGate(self._vad_factory(), preroll_s=settings.VOICE_PREROLL_SECONDS)
-        self.listening.configure(sample_rate=config.get("sample_rate", self.listening.sample_rate), gate=gate)
+            # The gate in use keeps listening (an open utterance is still ended by the silence after it).
+            kept = None if fresh else self.listening.gate
+            gate = kept or HandsFreeGate(self._vad_factory(), preroll_s=settings.VOICE_PREROLL_SECONDS)
+        self.listening.configure(
+            sample_rate=config.get("sample_rate", self.listening.sample_rate), gate=gate, fresh=fresh
+        )
         for name in ("conversation_id", "speaker_id", "mode", "voice_output", "phrases"):
             if name in config:
                 setattr(self, name, config[name])
@@ -197,6 +203,7 @@ class VoiceSession:
             input_ended_at=input_ended_at,
             trace_id=trace_id,
         )
+        self._turn = turn
         self._turn_task = asyncio.create_task(turn.run())
 
     async def turn_ended(self, turn: Turn) -> None:
@@ -214,8 +221,11 @@ class VoiceSession:
             await task
         # Nothing of the old turn can be sent after this point: its tasks are all finished.
         message_id = None
-        if self.conversation_id is not None:
-            message_id = await db_call(last_interrupted_reply_id, conversation_id=self.conversation_id)
+        turn = self._turn
+        if turn is not None and turn.user_message_id is not None and self.conversation_id is not None:
+            message_id = await db_call(
+                interrupted_reply_id, conversation_id=self.conversation_id, user_message_id=turn.user_message_id
+            )
         event = {"type": "interrupted", "turn_id": self._turn_count, "message_id": message_id}
         await self.emit(event)
         if self.listening.utterance is None:

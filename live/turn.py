@@ -42,6 +42,7 @@ class Turn:
         self.session, self.id, self.text, self.source = session, turn_id, text, source
         self.utterance_id, self.input_ended_at, self.trace_id = utterance_id, input_ended_at, trace_id
         self.speaker: ReplySpeaker | None = None
+        self.user_message_id: int | None = None  # once saved: the reply, if any, is saved after it
         self._shown: list[str] = []
         self._splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
@@ -101,6 +102,7 @@ class Turn:
             await session.emit({"type": "conversation", "turn_id": self.id, **event["conversation"]})
         elif kind == "user_message":
             message = event["message"]
+            self.user_message_id = message["id"]
             if self.source == Message.Source.VOICE:
                 await session.emit(
                     {

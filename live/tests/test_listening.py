@@ -273,12 +273,6 @@ def test_gate_starts_a_fresh_pre_roll_for_the_next_utterance():
     assert gate.listen(SPEECH) == numbered(3) + SPEECH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: HandsFreeGate.listen counts the speech frame itself against the pre-roll budget; a frame "
-    "longer than VOICE_PREROLL_SECONDS (allowed: frames go up to 64 KiB, 2 s at 16 kHz) is popped too, the "
-    "opening audio is b'' and the first speech is lost (and b'' is the recognition job's end marker)",
-)
 def test_gate_never_drops_the_speech_frame(settings):
     gate = HandsFreeGate(FakeVAD(), preroll_s=settings.VOICE_PREROLL_SECONDS)
     assert gate.listen(numbered(0)) is None
@@ -490,13 +484,6 @@ async def test_push_to_talk_never_calls_barge_in(fake_jobs, log):
     assert ("speech_started",) not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Listening.audio feeds whatever reaches it to the job, and an empty chunk is the "
-    "recognition job's end marker (voice.jobs.audio_stream.END): an empty frame, a tiny frame the "
-    "resampler turns into nothing, or a hands-free opening frame longer than the pre-roll ends the "
-    "recognition mid-utterance",
-)
 @pytest.mark.parametrize("case", ["empty_frame", "one_sample_at_48k", "long_hands_free_frame"])
 async def test_no_empty_chunk_reaches_the_job(fake_jobs, log, settings, case):
     listening = Listening(FakeSession(log))

@@ -44,11 +44,6 @@ def test_an_oversized_message_is_refused_before_it_is_parsed():
     assert caught.value.code == "frame_too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_message compares len(text) (characters) with max_bytes; a CJK text frame may be up "
-    "to 3x (4x for emoji) the byte limit that docs/protocol.md and its own error message state",
-)
 def test_the_size_limit_counts_bytes_not_characters():
     text = json.dumps({"type": "text", "text": "你" * 40}, ensure_ascii=False)
     assert len(text) < 100 < len(text.encode())
@@ -189,12 +184,6 @@ def test_one_bad_field_refuses_the_whole_message():
     assert error.code == "invalid_config" and error.message.startswith("sample_rate ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: null for mode/voice_output/sample_rate gives DRF's stock null message, in the site's "
-    "LANGUAGE_CODE (zh-hans: 'mode 该字段不能为 null。'), glued to the English field name, instead of the "
-    "field's own English message like every other invalid value",
-)
 @pytest.mark.parametrize("name", ["mode", "voice_output", "sample_rate"])
 def test_null_for_a_non_nullable_field_has_the_fields_own_message(name):
     error = config_error({"type": "configure", name: None})
@@ -227,11 +216,6 @@ def test_protocol_defaults_to_one_and_configure_does_not_check_it():
     assert parse_config({"type": "configure", "protocol": 2, "mode": "ptt"}, start=False) == {"mode": "ptt"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the version check is `!= 1`, so JSON true (True == 1) and 1.0 pass as protocol 1, "
-    "while sample_rate refuses booleans and floats; docs/protocol.md says protocol is an int",
-)
 @pytest.mark.parametrize("version", [True, 1.0])
 def test_protocol_must_be_the_integer_one(version):
     error = config_error({"type": "start", "protocol": version}, start=True)

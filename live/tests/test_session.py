@@ -451,12 +451,6 @@ async def test_close_cuts_a_running_turn_short(voice, client, fake_llm):
     assert reply.interrupted and reply.content == "Half of it. "
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: interrupt() reports last_interrupted_reply_id(conversation), the conversation's latest "
-    "interrupted reply, whichever turn saved it: a turn cut before it saved anything (an interrupt or "
-    "barge-in right after new input) is acknowledged with the previous turn's reply id",
-)
 async def test_an_interrupted_turn_that_saved_nothing_has_no_message_id(voice, client, fake_llm):
     fake_llm.queue(Reply("First part here. Second part never.", pause_after=3))
     await start(voice, client, voice_output=False)
@@ -486,12 +480,6 @@ async def test_audio_faster_than_real_time_is_refused(voice, client, settings, f
     assert caught.value.code == "audio_rate_exceeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: every configure (even an empty one) calls listening.configure, which makes a new "
-    "TokenBucket with a full 2 s burst: a client can stream at any rate by sending configure between "
-    "frames (docs/protocol.md: at most max_audio_rate x real time after a 2 s burst)",
-)
 async def test_configure_does_not_refill_the_audio_allowance(voice, client, settings, fake_asr):
     settings.VOICE_MAX_AUDIO_RATE = 1.0
     await start(voice, client, mode="ptt")
@@ -542,12 +530,6 @@ async def test_hands_free_utterance_through_the_session(user, client, fake_asr):
         await voice.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: configure during a hands-free utterance gives Listening a new HandsFreeGate (a fresh VAD "
-    "that never heard the speech start) and a new resampler and rate bucket: the open utterance is no "
-    "longer ended by the silence after it (docs/protocol.md: changes apply from the next utterance)",
-)
 async def test_configure_during_a_hands_free_utterance_keeps_its_end_of_speech(user, client, fake_asr):
     _fed, ended = fake_asr
     voice = VoiceSession(user=user, emit=client.emit, send_audio=client.send_audio, vad_factory=FakeVAD)
