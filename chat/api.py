@@ -4,15 +4,13 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from django.utils.decorators import method_decorator
-from django_ratelimit.decorators import ratelimit
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from magicmirror.api import TextField
+from magicmirror.api import ServiceTextField, TextField
+from magicmirror.openapi import ConstField, api_errors, sse_event
 
 from .models import Message
 from .selectors import conversation_get, conversation_list, message_list
@@ -23,11 +21,8 @@ from .services.conversations import (
     conversation_rename,
     message_text_clean,
 )
+from .services.limits import turn_budget_take
 from .services.replies import reply_stream
-
-
-def chat_rate(group, request):
-    return settings.RATELIMIT_CHAT
 
 
 class MessageOutput(serializers.ModelSerializer):
@@ -41,6 +36,9 @@ class ConversationOutput(serializers.Serializer):
     title = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+NOT_FOUND = {404: "`conversation_not_found`: not one of your conversations."}
 
 
 class ConversationDetailOutput(ConversationOutput):
@@ -69,19 +67,24 @@ class ConversationListApi(APIView):
         request=ConversationCreateInput, responses={201: ConversationOutput}, summary="Create a conversation"
     )
     def post(self, request):
-        data = request.data if request.data else {}
-        serializer = ConversationCreateInput(data=data)
+        serializer = ConversationCreateInput(data=request.data)  # an empty body is an empty object
         serializer.is_valid(raise_exception=True)
         conversation = conversation_create(user=request.user, **serializer.validated_data)
         return Response(ConversationOutput(conversation).data, status=status.HTTP_201_CREATED)
 
 
 class ConversationDetailApi(APIView):
-    @extend_schema(responses=ConversationDetailOutput, summary="A conversation with its messages")
+    @extend_schema(
+        responses={200: ConversationDetailOutput, **api_errors(NOT_FOUND)}, summary="A conversation with its messages"
+    )
     def get(self, request, conversation_id):
         return Response(_detail(conversation_get(user=request.user, conversation_id=conversation_id)))
 
-    @extend_schema(request=TitleInput, responses=ConversationOutput, summary="Rename a conversation")
+    @extend_schema(
+        request=TitleInput,
+        responses={200: ConversationOutput, **api_errors(NOT_FOUND)},
+        summary="Rename a conversation",
+    )
     def patch(self, request, conversation_id):
         conversation_get(user=request.user, conversation_id=conversation_id)  # 404 before 400
         serializer = TitleInput(data=request.data)
@@ -91,7 +94,7 @@ class ConversationDetailApi(APIView):
         )
         return Response(ConversationOutput(conversation).data)
 
-    @extend_schema(responses={204: None}, summary="Delete a conversation and its messages")
+    @extend_schema(responses={204: None, **api_errors(NOT_FOUND)}, summary="Delete a conversation and its messages")
     def delete(self, request, conversation_id):
         conversation_delete(user=request.user, conversation_id=conversation_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -104,9 +107,13 @@ class ClearHistoryInput(serializers.Serializer):
 class ClearHistoryApi(APIView):
     @extend_schema(
         request=ClearHistoryInput,
-        responses=inline_serializer(
-            "ClearHistoryOutput", {"conversation_id": serializers.IntegerField(), "deleted": serializers.IntegerField()}
-        ),
+        responses={
+            200: inline_serializer(
+                "ClearHistoryOutput",
+                {"conversation_id": serializers.IntegerField(), "deleted": serializers.IntegerField()},
+            ),
+            **api_errors(NOT_FOUND),
+        },
         summary="Delete a conversation's messages (its memory)",
     )
     def post(self, request):
@@ -118,8 +125,58 @@ class ClearHistoryApi(APIView):
 
 
 class ChatInput(serializers.Serializer):
-    message = TextField(trim_whitespace=False, allow_blank=True)
-    conversation_id = serializers.IntegerField(required=False, allow_null=True)
+    message = ServiceTextField(max_chars_setting="CHAT_MESSAGE_MAX_CHARS")
+    conversation_id = serializers.IntegerField(required=False, allow_null=True, help_text="Omitted or null: a new one.")
+
+
+# The events of POST /api/chat (chat.services.replies.reply_stream): each `data:` repeats its `type`.
+class ConversationEventData(serializers.Serializer):
+    type = ConstField("conversation")
+    conversation = inline_serializer(
+        "EventConversation", {"id": serializers.IntegerField(), "title": serializers.CharField(allow_blank=True)}
+    )
+
+
+class UserMessageEventData(serializers.Serializer):
+    type = ConstField("user_message")
+    message = MessageOutput(help_text="The user's message, saved.")
+
+
+class DeltaEventData(serializers.Serializer):
+    type = ConstField("delta")
+    text = serializers.CharField(help_text="The next piece of the reply.")
+
+
+class DoneEventData(serializers.Serializer):
+    type = ConstField("done")
+    message = MessageOutput(allow_null=True, help_text="The reply, saved; null when the LLM's reply was empty.")
+
+
+class ErrorEventData(serializers.Serializer):
+    type = ConstField("error")
+    code = serializers.CharField(help_text="One of the LLM error codes (docs/api.md).")
+    message = serializers.CharField()
+    message_id = serializers.IntegerField(allow_null=True, help_text="The saved reply with what had arrived, or null.")
+
+
+class TitleEventData(serializers.Serializer):
+    type = ConstField("title")
+    conversation_id = serializers.IntegerField()
+    title = serializers.CharField()
+
+
+CHAT_EVENTS = PolymorphicProxySerializer(
+    component_name="ChatEvent",
+    serializers=[
+        sse_event("conversation", ConversationEventData),
+        sse_event("user_message", UserMessageEventData),
+        sse_event("delta", DeltaEventData),
+        sse_event("done", DoneEventData),
+        sse_event("error", ErrorEventData),
+        sse_event("title", TitleEventData),
+    ],
+    resource_type_field_name=None,
+)
 
 
 def sse(event: dict) -> bytes:
@@ -136,7 +193,8 @@ async def _sse_stream(events):
 
 
 class EventStreamRenderer(renderers.BaseRenderer):
-    """Lets clients send `Accept: text/event-stream`; errors before the stream are still JSON."""
+    """Lets clients send `Accept: text/event-stream`. It renders nothing: the stream is not a DRF
+    response, and errors before it are JSON (ChatApi.finalize_response)."""
 
     media_type = "text/event-stream"
     format = "sse"
@@ -151,10 +209,23 @@ class ChatApi(APIView):
 
     @extend_schema(
         request=ChatInput,
-        responses={200: OpenApiResponse(OpenApiTypes.STR, description="text/event-stream; see docs/api.md")},
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                CHAT_EVENTS,
+                description="Server-sent events, each one of these: conversation, user_message, delta*, then done "
+                "or error, then (first exchange only) title. See docs/api.md.",
+            ),
+            **api_errors(
+                {
+                    400: "`invalid_message`: empty or only whitespace; `message_too_long`: over "
+                    "CHAT_MESSAGE_MAX_CHARS.",
+                    404: NOT_FOUND[404],
+                    429: "`rate_limited`: over RATELIMIT_CHAT (turns from this API and the voice WebSocket together).",
+                }
+            ),
+        },
         summary="Send a message; the reply streams back as server-sent events",
     )
-    @method_decorator(ratelimit(key="user", rate=chat_rate, method="POST", block=True))
     def post(self, request):
         serializer = ChatInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -163,8 +234,14 @@ class ChatApi(APIView):
         conversation_id = data.get("conversation_id")
         if conversation_id is not None:
             conversation_get(user=request.user, conversation_id=conversation_id)
+        turn_budget_take(user=request.user)  # one budget with the voice WebSocket's turns
         events = reply_stream(user=request.user, conversation_id=conversation_id, text=data["message"])
         response = StreamingHttpResponse(_sse_stream(events), content_type="text/event-stream; charset=utf-8")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):  # an error before the stream: JSON, whatever Accept chose
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)

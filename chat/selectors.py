@@ -19,21 +19,6 @@ def conversation_get(*, user, conversation_id) -> Conversation:
         raise NotFound("Conversation not found.", code="conversation_not_found") from None
 
 
-def interrupted_reply_id(*, conversation_id, user_message_id) -> int | None:
-    """The id of the reply to `user_message_id` if it was saved cut short, else None."""
-    return (
-        Message.objects.filter(
-            conversation_id=conversation_id,
-            role=Message.Role.ASSISTANT,
-            interrupted=True,
-            id__gt=user_message_id,  # the reply is saved after the message it answers
-        )
-        .order_by("id")
-        .values_list("id", flat=True)
-        .first()
-    )
-
-
 def message_list(*, conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 

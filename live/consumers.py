@@ -3,12 +3,14 @@
 import json
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from magicmirror import metrics
 from magicmirror.errors import ApplicationError
 
-from .protocol import CLOSE_NOT_AUTHENTICATED, PROTOCOL_VERSION, parse_message
+from .protocol import CLOSE_NOT_AUTHENTICATED, CLOSE_TOO_MANY_SESSIONS, PROTOCOL_VERSION, parse_message
 from .session import VoiceSession
+from .sockets import SocketSlot, socket_slot_open
 
 
 def _vad_factory():
@@ -19,6 +21,7 @@ def _vad_factory():
 
 class VoiceConsumer(AsyncWebsocketConsumer):
     session: VoiceSession | None = None
+    slot: SocketSlot | None = None  # this socket's place among its user's (live.sockets)
     # No channel-layer channel for the consumer itself: voice jobs answer on reply channels of their
     # own (voice.jobs), and an idle socket then does not depend on Redis (it survives a restart).
     channel_layer_alias = None
@@ -30,16 +33,27 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self.emit({"type": "error", "code": "not_authenticated", "message": "Log in first."})
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
+        self.slot = await socket_slot_open(user=user)
+        if self.slot is None:
+            limit = settings.VOICE_WS_MAX_SOCKETS_PER_USER
+            message = f"You have {limit} voice sessions open already; close one first."
+            await self.emit({"type": "error", "code": "too_many_sessions", "message": message})
+            await self.close(code=CLOSE_TOO_MANY_SESSIONS)
+            return
         self.session = VoiceSession(user=user, emit=self.emit, send_audio=self.send_audio, vad_factory=_vad_factory)
         metrics.session_opened()
         await self.emit({"type": "hello", "protocol": PROTOCOL_VERSION})
 
     async def disconnect(self, code):
-        if self.session is not None:
-            try:
-                await self.session.close()
-            finally:
-                metrics.session_closed()
+        try:
+            if self.session is not None:
+                try:
+                    await self.session.close()
+                finally:
+                    metrics.session_closed()
+        finally:
+            if self.slot is not None:
+                await self.slot.close()
 
     async def emit(self, event: dict):
         await self.send(text_data=json.dumps(event, ensure_ascii=False))

@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from magicmirror.errors import ApplicationError
+from voice.asr.base import phrases_problem
 
 PROTOCOL_VERSION = 1
 # Binary audio frames to the client: turn id, sentence id, chunk sequence (uint32 LE each), PCM16.
@@ -16,6 +17,7 @@ AUDIO_HEADER = struct.Struct("<III")
 FRAME_HEADER_DESCRIPTION = "turn_id:uint32le, sentence_id:uint32le, seq:uint32le"
 MODES = ("ptt", "handsfree")
 CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_TOO_MANY_SESSIONS = 4429  # the user has VOICE_WS_MAX_SOCKETS_PER_USER sockets open already
 
 
 class SessionError(ApplicationError):
@@ -134,6 +136,13 @@ class ConfigureSerializer(serializers.Serializer):
             "max_value": "must be an integer between 8000 and 48000.",
         },
     )
+
+    def validate_phrases(self, value):
+        # The caps of POST /api/recognize (voice.asr.base), on the phrases the recogniser would use.
+        problem = phrases_problem([p.strip() for p in value if p.strip()]) if value else None
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def to_internal_value(self, data):
         values = super().to_internal_value(data)

@@ -14,12 +14,15 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import Message
-from chat.selectors import conversation_get, interrupted_reply_id
+from chat.selectors import conversation_get
 from chat.services.conversations import message_text_clean
+from chat.services.limits import turn_budget_take
 from magicmirror.dbasync import db_call
+from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
 
 from .listening import HandsFreeGate, Listening, Utterance, VoiceActivityDetector
@@ -190,6 +193,8 @@ class VoiceSession:
         await self.start_turn(text, Message.Source.TEXT, input_ended_at=time.monotonic())
 
     async def start_turn(self, text: str, source, *, utterance_id=None, input_ended_at=None, trace_id=None):
+        if not await self._turn_budget_take(text, utterance_id=utterance_id):
+            return  # refused: no LLM call, and a reply that is playing goes on
         if self.turn_running:
             await self.interrupt()  # one turn at a time: new input replaces the running reply
         self._turn_count += 1
@@ -206,6 +211,22 @@ class VoiceSession:
         self._turn = turn
         self._turn_task = asyncio.create_task(turn.run())
 
+    async def _turn_budget_take(self, text: str, *, utterance_id) -> bool:
+        """Count the turn in the user's budget (shared with POST /api/chat and the user's other
+        sockets); False, after an `error` event `rate_limited`, when it is spent."""
+        try:
+            await sync_to_async(turn_budget_take, thread_sensitive=False)(user=self.user)
+        except ApplicationError as exc:
+            error = {"type": "error", "code": exc.code, "message": exc.message}
+            if utterance_id is not None:  # the transcript still reaches the client, saved nowhere
+                await self.emit({"type": "final", "utterance_id": utterance_id, "text": text, "message_id": None})
+                error["utterance_id"] = utterance_id
+            await self.emit(error)
+            if not self.turn_running and self.listening.utterance is None:
+                await self.set_state("idle")
+            return False
+        return True
+
     async def turn_ended(self, turn: Turn) -> None:
         """A turn ran to its end (not interrupted)."""
         if self.listening.utterance is None:
@@ -219,13 +240,9 @@ class VoiceSession:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        # Nothing of the old turn can be sent after this point: its tasks are all finished.
-        message_id = None
-        turn = self._turn
-        if turn is not None and turn.user_message_id is not None and self.conversation_id is not None:
-            message_id = await db_call(
-                interrupted_reply_id, conversation_id=self.conversation_id, user_message_id=turn.user_message_id
-            )
+        # Nothing of the old turn can be sent after this point: its tasks are all finished, and its
+        # reply is saved as it ends (cut short, or whole if nothing of it was cut).
+        message_id = self._turn.reply_id if self._turn is not None else None
         event = {"type": "interrupted", "turn_id": self._turn_count, "message_id": message_id}
         await self.emit(event)
         if self.listening.utterance is None:

@@ -44,6 +44,7 @@ class ReplySpeaker:
         self._prefetch = asyncio.Semaphore(settings.VOICE_TTS_PREFETCH)
         self._jobs: list[SentenceAudio] = []
         self._count = 0
+        self._played = 0  # sentences played to their end (or skipped: no audio)
         self._player = asyncio.create_task(self._play())
         self._clock_start: float | None = None
         self._audio_seconds = 0.0
@@ -55,10 +56,19 @@ class ReplySpeaker:
         self._jobs.append(sentence)
         self.sentences.put_nowait(sentence)
 
+    @property
+    def heard_all(self) -> bool:
+        """Every sentence given so far has been played to its end (or skipped, for want of audio)."""
+        return self._played == self._count
+
     async def finish(self) -> None:
         """No more sentences: returns when the last one has been sent."""
         self.sentences.put_nowait(None)
         await self._player
+
+    def hush(self) -> None:
+        """Send nothing more from now on (synchronous: `spoken` is final once this returns)."""
+        self._player.cancel()
 
     async def cancel(self) -> None:
         tasks = [self._player, *(s.task for s in self._jobs if s.task)]
@@ -105,6 +115,7 @@ class ReplySpeaker:
                             "turn_id": self.turn_id,
                         }
                     )
+            self._played += 1
             if started:
                 await session.emit({"type": "sentence_end", "turn_id": self.turn_id, "sentence_id": sentence.id})
 

@@ -4,7 +4,8 @@ The reply streams from the LLM (chat.services.replies.reply_stream); each event 
 protocol event for the client, and with voice output on, the reply is cut into sentences as it
 arrives and each one goes to the speaker (live.speaking) as soon as it is complete. Cancelling the
 task that runs a turn is the one way to interrupt it: every stage drops its pending work and the
-reply is saved with what was actually spoken.
+reply is saved with what was actually spoken. A cut that comes after the LLM has finished, while the
+reply's audio still plays, finds the reply saved whole: the turn then updates it to what was heard.
 """
 
 import asyncio
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from chat.models import Message
-from chat.services.replies import reply_stream
+from chat.services.replies import reply_mark_interrupted, reply_stream
+from magicmirror.dbasync import db_call
 from magicmirror.errors import ApplicationError
 from magicmirror.logging import bind_trace
-from voice.text import SentenceSplitter
+from voice.text import SentenceSplitter, join_sentences
 
 from .speaking import ReplySpeaker
 
@@ -43,16 +45,25 @@ class Turn:
         self.utterance_id, self.input_ended_at, self.trace_id = utterance_id, input_ended_at, trace_id
         self.speaker: ReplySpeaker | None = None
         self.user_message_id: int | None = None  # once saved: the reply, if any, is saved after it
+        self.reply_id: int | None = None  # the reply, once saved (whole, or cut short)
+        self._saved_whole = False  # the LLM's reply ended before the cut: saved with all its text
         self._shown: list[str] = []
         self._splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
         )
 
     def what_was_said(self) -> str:
-        """What to save when the turn is cut short: the sentences heard (or the text shown, without voice)."""
-        return " ".join(self.speaker.spoken) if self.speaker is not None else "".join(self._shown)
+        """What to save when the turn is cut short: the sentences heard (or the text shown, without voice).
+
+        The speaker is hushed first: a sentence it started while the reply is being saved would be
+        heard but missing from the saved text."""
+        if self.speaker is None:
+            return "".join(self._shown)
+        self.speaker.hush()
+        return join_sentences(self.speaker.spoken)
 
     def _speak_the_rest(self) -> None:
+        self._saved_whole = True  # the LLM has finished: reply_stream saves the reply whole next
         if self.speaker is not None:
             for piece in self._splitter.flush():
                 self.speaker.add(piece)
@@ -72,7 +83,9 @@ class Turn:
             speaker_id=session.speaker_id if session.voice_output else None,
             content_on_interrupt=self.what_was_said,
             on_reply_complete=self._speak_the_rest,
+            on_reply_saved=self._reply_saved,
         )
+        cut = False
         try:
             async for event in events:
                 await self._relay(event)
@@ -80,6 +93,7 @@ class Turn:
                 await self.speaker.finish()
                 await session.emit({"type": "audio_done", "turn_id": self.id})
         except asyncio.CancelledError:
+            cut = True
             raise
         except ApplicationError as exc:
             await session.emit({"type": "error", "turn_id": self.id, "code": exc.code, "message": exc.message})
@@ -91,8 +105,25 @@ class Turn:
         finally:
             await events.aclose()  # saves what arrived if the turn was cut short
             if self.speaker is not None:
-                await self.speaker.cancel()
+                if cut:  # shielded, as reply_stream's own save: a second cancellation cannot lose it
+                    await asyncio.shield(self._stop_speaking_and_keep_what_was_heard(self.speaker))
+                else:
+                    await self.speaker.cancel()
         await session.turn_ended(self)
+
+    def _reply_saved(self, message_id: int) -> None:
+        self.reply_id = message_id
+
+    async def _stop_speaking_and_keep_what_was_heard(self, speaker: ReplySpeaker) -> None:
+        """The turn was cut short: the speaker stops; if the reply had been saved whole (the LLM had
+        finished) and was still being spoken, it keeps only what was heard."""
+        await speaker.cancel()  # first: then nothing more is heard
+        if self.reply_id is None or not self._saved_whole or speaker.heard_all:
+            return  # cut while the LLM was writing (reply_stream saved what was said), or nothing was cut
+        try:
+            await db_call(reply_mark_interrupted, message_id=self.reply_id, content=self.what_was_said())
+        except Exception:  # logged, nothing else to do on the way out (as reply_stream's own save)
+            logger.exception("Could not save what was heard of reply %s", self.reply_id)
 
     async def _relay(self, event: dict) -> None:
         """One reply event as protocol events (and sentences to speak)."""
@@ -128,6 +159,9 @@ class Turn:
                 {"type": "reply_done", "turn_id": self.id, "message_id": message["id"] if message else None}
             )
         elif kind == "error":
+            # A reply the LLM broke off is saved with all that arrived; a cut while it is spoken keeps
+            # what was heard (as after `done`).
+            self._saved_whole = event.get("message_id") is not None
             await session.emit(
                 {"type": "error", "turn_id": self.id, "code": event["code"], "message": event["message"]}
             )

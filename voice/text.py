@@ -22,6 +22,8 @@ CLAUSE_END = "，,、：:"
 _CLOSERS = "\"'”’)）】」』》"
 _CJK_STOPS = "。！？；"  # full-width stops: joined to what follows without a space
 _SPEAKABLE = re.compile(r"[\w\u3400-\u9fff]")
+# Chinese and Japanese (Han, kana, full-width punctuation): no space between their sentences.
+_CJK_CHAR = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "prof", "vs", "etc", "e.g", "i.e", "no", "jr", "sr"}
 
 
@@ -170,6 +172,19 @@ def _first_sentence_end(text: str) -> int:
         if end is not None:
             return end
     return len(text)
+
+
+def join_sentences(sentences: list[str]) -> str:
+    """Sentences (as the splitters cut them, without the space between them) back into one text:
+    a space between two sentences of a spaced script, none after or before Chinese or Japanese."""
+    text = ""
+    for sentence in sentences:
+        if text and sentence:
+            spaced = not (_CJK_CHAR.match(text[-1]) or _CJK_CHAR.match(sentence[0]))
+            text = _join(text, sentence, spaced)
+        else:
+            text += sentence
+    return text
 
 
 def _join(left: str, right: str, spaced: bool) -> str:

@@ -25,12 +25,13 @@ from django.urls import path
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from magicmirror.api import TextField, error_body
+from magicmirror.api import ServiceTextField, error_body
 from magicmirror.errors import ApplicationError
+from magicmirror.openapi import api_errors
 from speakers.models import Speaker
 from speakers.selectors import current_speaker_get, speaker_get
 
@@ -61,7 +62,7 @@ ERROR_STATUS = {
 
 
 def tts_rate(group, request):
-    return getattr(settings, "RATELIMIT_TTS", None) or settings.RATELIMIT_CHAT
+    return settings.RATELIMIT_TTS
 
 
 def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 1) -> bytes:
@@ -80,7 +81,7 @@ def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 
 
 
 class TTSInput(serializers.Serializer):
-    text = TextField(allow_blank=True, trim_whitespace=False)
+    text = ServiceTextField(max_chars_setting="TTS_MAX_CHARS", help_text="What to say.")
     speaker_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="One of your speakers; default: your current speaker."
     )
@@ -147,7 +148,8 @@ async def _audio_body(first: dict, messages, audio_format: str):
     try:
         if audio_format == "wav":
             yield wav_header(first["sample_rate"])
-        yield first["pcm"]
+        if first["pcm"]:
+            yield first["pcm"]
         async for message in messages:
             if message["type"] == "voice.tts.chunk":
                 yield message["pcm"]
@@ -174,7 +176,11 @@ async def _collect(first: dict, messages) -> tuple[bytes, dict]:
 async def _synthesis_response(pending: PendingSynthesis, request) -> HttpResponse:
     messages = jobs.synthesize(text=pending.text, speaker_id=pending.speaker_id)
     first = await _next_message(messages)
-    if first["type"] != "voice.tts.chunk":
+    if first["type"] == "voice.tts.done":
+        # Done without a sample: nothing in the text could be spoken (an emoji, a control character).
+        # That is silence, not a failed synthesis: a WAV (or PCM) of no samples.
+        first = {**first, "pcm": b""}
+    elif first["type"] != "voice.tts.chunk":
         await messages.aclose()
         return _error_response(first)
     fmt = pending.audio_format
@@ -196,6 +202,32 @@ async def _synthesis_response(pending: PendingSynthesis, request) -> HttpRespons
     return response
 
 
+def _header(name: str, type_, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.HEADER, description=description, response=[200])
+
+
+AUDIO_HEADERS = [
+    _header("X-Sample-Rate", int, "The engine's sample rate (CosyVoice2: 24000)."),
+    _header("X-Channels", int, "Always 1."),
+    _header("X-Audio-Format", str, "s16le: signed 16-bit little-endian PCM."),
+    _header("X-TTS-Engine", str, "cosyvoice2, piper or espeak-ng."),
+    _header("X-TTS-Voice", str, "The voice, percent-encoded UTF-8."),
+    _header("X-TTS-Clones", str, "true when the speaker's own voice is used."),
+]
+TTS_ERRORS = api_errors(
+    {
+        400: "`tts_empty_text`: nothing but whitespace; `tts_text_too_long`: over TTS_MAX_CHARS; `no_speaker`: the "
+        "engine needs a voice to clone and none is set.",
+        404: "`speaker_not_found`: not one of your speakers.",
+        422: "`speaker_audio_missing`, `speaker_audio_invalid`: the speaker's reference recording is unusable.",
+        429: "`rate_limited`: over RATELIMIT_TTS (both routes share one counter).",
+        502: "`tts_failed` and other synthesis errors.",
+        503: "`tts_engine_*`, `tts_model_missing`, `tts_load_failed`: no engine loads; `voice_unavailable`, "
+        "`voice_worker_timeout`: no synthesis worker.",
+    }
+)
+
+
 def async_synthesis_view(view_class):
     """The DRF view in the sync thread, then the synthesis in the event loop."""
     drf_view = view_class.as_view()
@@ -214,12 +246,15 @@ def async_synthesis_view(view_class):
 class TTSStreamApi(APIView):
     @extend_schema(
         request=TTSStreamInput,
+        parameters=AUDIO_HEADERS,
         responses={
-            200: OpenApiResponse(
+            (200, "audio/wav"): OpenApiResponse(
                 OpenApiTypes.BINARY,
-                description="audio/wav streamed (header sizes 0xFFFFFFFF), or raw PCM16 with format=pcm "
-                "(X-Sample-Rate, X-Channels, X-Audio-Format: s16le). X-TTS-Engine and X-TTS-Voice name the voice.",
-            )
+                description="format=wav: a WAV stream (header sizes 0xFFFFFFFF), or with "
+                "format=pcm (application/octet-stream) the raw PCM16 samples; rate and format in the headers.",
+            ),
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            **TTS_ERRORS,
         },
         summary="Speak a text; the audio streams back as it is synthesised",
     )
@@ -231,7 +266,11 @@ class TTSStreamApi(APIView):
 class TTSApi(APIView):
     @extend_schema(
         request=TTSInput,
-        responses={200: OpenApiResponse(OpenApiTypes.BINARY, description="One audio/wav file (Content-Length set).")},
+        parameters=[*AUDIO_HEADERS, _header("X-Duration", str, "Seconds, three decimals.")],
+        responses={
+            (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="One WAV file (Content-Length set)."),
+            **TTS_ERRORS,
+        },
         summary="Speak a text; one whole WAV file",
     )
     def post(self, request):

@@ -4,6 +4,8 @@
 WebSocket consumer. The reply is saved whatever happens: when it completes, when the LLM fails
 part-way (what arrived is kept, with the error code), and when the consumer stops listening
 (client gone, barge-in): closing the generator saves what arrived, marked interrupted.
+A voice turn whose audio is cut short after that reply was saved whole keeps only what was heard
+(`reply_mark_interrupted`).
 """
 
 import asyncio
@@ -87,6 +89,26 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
     )
 
 
+def reply_mark_interrupted(*, message_id: int, content: str) -> int:
+    """A reply saved whole that was cut short after all (a voice turn's audio was still playing):
+    it keeps only `content`, what was heard, and is marked interrupted. Returns 1, or 0 if it is gone."""
+    return Message.objects.filter(pk=message_id, role=Message.Role.ASSISTANT).update(content=content, interrupted=True)
+
+
+async def _through_cancellation(save):
+    """Await a reply's save to its end even when cancelled meanwhile (the listener going away): the
+    row is written all the same, so the first cancellation waits for it (the listener learns its id,
+    see `on_reply_saved`) and is then re-raised. A second one stops waiting; the save still completes."""
+    task = asyncio.ensure_future(save)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait((task,))
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Could not save a reply", exc_info=task.exception())
+        raise
+
+
 async def reply_stream(
     *,
     user,
@@ -96,6 +118,7 @@ async def reply_stream(
     speaker_id=None,
     content_on_interrupt=None,
     on_reply_complete=None,
+    on_reply_saved=None,
 ) -> AsyncGenerator[dict, None]:
     """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
@@ -104,6 +127,9 @@ async def reply_stream(
     says what to save when the listener goes away mid-reply (a voice turn saves what was spoken).
     `on_reply_complete()`, if given, is called when the LLM has finished, before the reply is saved:
     a voice turn hands its last sentence to synthesis without waiting for the database.
+    `on_reply_saved(message_id)`, if given, is called as soon as the reply is saved, whole or cut
+    short, even when the listener is going away: a voice turn cut short while the reply's audio
+    still plays updates that row (`reply_mark_interrupted`).
     """
     text, conversation, messages, first_turn = await db_call(
         turn_prepare, user=user, conversation_id=conversation_id, text=text
@@ -119,7 +145,7 @@ async def reply_stream(
     saved: Message | None = None
 
     async def save(interrupted, content=None):
-        return await db_call(
+        reply = await db_call(
             _reply_save,
             conversation=conversation,
             content="".join(parts) if content is None else content,
@@ -127,6 +153,9 @@ async def reply_stream(
             error_code=error.code if error else "",
             speaker_id=speaker_id,
         )
+        if reply is not None and on_reply_saved is not None:
+            on_reply_saved(reply.pk)
+        return reply
 
     stream = llm.stream_reply(messages)
     first = asyncio.ensure_future(_first_delta(stream))
@@ -154,14 +183,14 @@ async def reply_stream(
             finished = True
             if on_reply_complete is not None and error is None:
                 on_reply_complete()
-            saved = await save(interrupted=error is not None and bool(parts))
+            saved = await _through_cancellation(save(interrupted=error is not None and bool(parts)))
         finally:
             if not finished:
                 # The listener went away mid-reply: keep what arrived. Shielded so a second
                 # cancellation cannot lose the row.
                 try:
                     content = content_on_interrupt() if content_on_interrupt else None
-                    await asyncio.shield(save(interrupted=True, content=content))
+                    await _through_cancellation(save(interrupted=True, content=content))
                 except Exception:  # pragma: no cover - logged, nothing else to do on the way out
                     logger.exception("Could not save the interrupted reply of conversation %s", conversation.pk)
     finally:

@@ -157,3 +157,23 @@ async def test_title_falls_back_when_llm_title_fails(api, user, fake_llm):
     title = next(e for e in events if e["type"] == "title")["title"]
     assert title.startswith("Help me plan")
     assert (await Conversation.objects.aget(owner=user)).title == title
+
+
+async def test_llm_is_asked_while_the_user_message_is_saved(api, user, fake_llm, monkeypatch):
+    """docs/protocol.md (Persistence): the request to the LLM does not wait for the user's message
+    to be written; that row is still saved before any of the reply is sent."""
+    from chat.services import replies
+
+    save = replies.turn_save_user_message
+    asked_during_save = []
+
+    def slow_save(**kwargs):
+        # Holds the save until the LLM has the request: a save that came first would wait in vain.
+        asked_during_save.append(fake_llm.wait_for_requests(1, timeout=5))
+        return save(**kwargs)
+
+    monkeypatch.setattr(replies, "turn_save_user_message", slow_save)
+    events = await sse_events(await chat(api, "你好"))
+    assert asked_during_save == [True]
+    assert [e["type"] for e in events][:3] == ["conversation", "user_message", "delta"]
+    assert events[1]["message"]["id"] == (await Message.objects.aget(role="user")).pk

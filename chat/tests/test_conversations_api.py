@@ -130,6 +130,8 @@ def test_unknown_ids_and_routes(api):
         ("/api/chat", '{"message": "hi", "conversation_id": "abc"}', "invalid"),
         ("/api/conversations", '{"title": ' + '"' + "x" * 101 + '"}', "invalid"),
         ("/api/conversations", "{oops", "parse_error"),
+        ("/api/conversations", "[]", "invalid"),  # a body, but not an object
+        ("/api/conversations", "null", "invalid"),
         ("/api/clear_history", "{}", "invalid"),
         ("/api/clear_history", '{"conversation_id": "nope"}', "invalid"),
     ],
@@ -202,4 +204,5 @@ def test_chat_accepts_event_stream_clients(api, user, fake_llm):
     assert b"event: done" in b"".join(response)
     bad = api.post("/api/chat", {"message": ""}, content_type="application/json", HTTP_ACCEPT="text/event-stream")
     assert bad.status_code == 400
+    assert bad["Content-Type"] == "application/json"  # an error is JSON, whatever Accept asked for
     assert json.loads(bad.content)["error"]["code"] == "invalid_message"

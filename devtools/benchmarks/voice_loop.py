@@ -135,6 +135,7 @@ class Stack:
             VOICE_TTS_ENGINES=self.tts_engine,
             VOICE_PRELOAD=self.preload,
             RATELIMIT_ENABLE="false",
+            VOICE_WS_MAX_SOCKETS_PER_USER="0",  # every concurrent session is the one benchmark user's
             VOICE_MAX_AUDIO_RATE="2.0",
             LOG_LEVEL="WARNING",
         )

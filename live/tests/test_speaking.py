@@ -375,3 +375,20 @@ async def test_time_to_first_audio_is_measured_once(tts, monkeypatch):
     assert len(observed) == 1
     seconds, source = observed[0]
     assert source == "voice" and 2.0 <= seconds < 2.0 + TIMEOUT
+
+
+async def test_hushed_nothing_more_is_sent_and_spoken_is_final(tts):
+    session = FakeSession()
+    tts.script("Hello there.", chunks=2)
+    later = tts.script("How are you?", chunks=2, gated=True)
+    speaker = ReplySpeaker(session, 3, speaker_id=None)
+    speaker.add("Hello there.")
+    speaker.add("How are you?")
+    await session.wait_for(lambda log: any(e[0] == "event" and e[1]["type"] == "sentence_end" for e in log))
+    speaker.hush()  # e.g. the reply is being saved cut short: what is saved must be all that was heard
+    sent = list(session.log)
+    later.gate.set()
+    await asyncio.wait_for(later.finished.wait(), TIMEOUT)
+    await asyncio.wait_for(speaker.cancel(), TIMEOUT)
+    assert session.log == sent
+    assert speaker.spoken == ["Hello there."]

@@ -67,8 +67,11 @@ class FakeSpeaker:
         self.input_ended_at, self.source = input_ended_at, source
         self.added: list[str] = []
         self.spoken: list[str] = []
-        self.finished = self.cancelled = False
+        self.finished = self.cancelled = self.hushed = False
         FakeSpeaker.instances.append(self)
+
+    def hush(self):
+        self.hushed = True
 
     def add(self, text):
         self.added.append(text)
@@ -286,6 +289,9 @@ async def test_what_was_said_is_what_was_heard_with_voice(replies):
     await run(turn)
     turn.speaker.spoken = ["Hello there.", "How are you?"]
     assert turn.what_was_said() == "Hello there. How are you?"
+    assert turn.speaker.hushed  # nothing more can be heard than what is saved
+    turn.speaker.spoken = ["你好。", "今天天气很好！", "OK, bye."]
+    assert turn.what_was_said() == "你好。今天天气很好！OK, bye."
 
 
 def test_what_was_said_before_anything(replies):

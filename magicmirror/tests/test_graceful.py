@@ -25,6 +25,7 @@ from devtools.localprocs import (
     wait_for_worker,
 )
 from live.tests.test_e2e import collect, open_socket, session_cookie
+from live.tests.test_interrupt_after_reply import REPLY, SENTENCES
 from magicmirror.celery import app as celery_app
 from voice import jobs
 from voice.jobs.messages import new_job_id
@@ -116,6 +117,47 @@ async def test_daphne_sigterm_saves_the_replies_in_flight(fake_llm_server, fake_
     assert sorted((m.content, m.interrupted) for m in replies) == sorted(
         [("".join(shown), True), ("".join(sse_texts), True)]
     )
+
+
+async def test_daphne_sigterm_while_a_finished_reply_is_spoken(
+    celery_worker_process, fake_llm_server, fake_llm, user, tmp_path
+):
+    """A deploy stops daphne after the LLM has finished, while the reply's audio is still playing
+    (paced in real time: several seconds of it): the reply, saved whole when the LLM finished, keeps
+    only the sentences the client was sent, marked interrupted; the socket is closed with 4503."""
+    log_path = tmp_path / "daphne.log"
+    log = log_path.open("wb")
+    port, daphne = start_daphne(llm_env(fake_llm_server, VOICE_AUDIO_LEAD_SECONDS="0"), stdout=log)
+    events = []
+
+    async def receive():
+        message = await ws.recv()
+        if isinstance(message, str):
+            events.append(json.loads(message))
+
+    try:
+        fake_llm.queue(Reply(REPLY, tokens_per_s=500), Reply("A title"))
+        ws = await start_session(port, user)
+        await ws.send(json.dumps({"type": "text", "text": "Tell me four things"}))
+        async with asyncio.timeout(60):  # until the reply is saved whole and its first sentence plays
+            while not {"reply_done", "sentence"} <= {e["type"] for e in events}:
+                await receive()
+        daphne.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await receive()
+        assert await asyncio.to_thread(daphne.wait, 20) == 0, log_path.read_text()[-3000:]
+        rcvd = closed.value.rcvd
+        assert rcvd is not None and rcvd.code == 4503, log_path.read_text()[-3000:]
+    finally:
+        stop_process(daphne)
+        log.close()
+    spoken = [e["text"] for e in events if e["type"] == "sentence"]
+    assert "audio_done" not in [e["type"] for e in events] and 0 < len(spoken) < len(SENTENCES), events
+    reply_done = next(e for e in events if e["type"] == "reply_done")
+    reply = await Message.objects.aget(pk=reply_done["message_id"])
+    assert (reply.content, reply.interrupted) == (" ".join(spoken), True)
 
 
 async def start_tts_job(queue: str, text: str, expires: float) -> tuple[str, str]:

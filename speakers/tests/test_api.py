@@ -239,6 +239,28 @@ def test_settings_patch(api, user):
     assert response.json() == {"current_speaker_id": None, "input_mode": "handsfree", "voice_output": True}
 
 
+def test_settings_patch_current_speaker_id(api, user, other_user, make_speaker):
+    """docs/api.md: `current_speaker_id` is writable here; null goes back to the default voice."""
+    mine = make_speaker(user)
+    theirs = make_speaker(other_user, name="Theirs")
+    response = patch_json(api, "/api/settings", {"current_speaker_id": mine.pk})
+    assert response.status_code == 200 and response.json()["current_speaker_id"] == mine.pk
+    response = patch_json(api, "/api/settings", {"current_speaker_id": theirs.pk})
+    assert response.status_code == 404 and error(response)["code"] == "speaker_not_found"
+    assert UserSettings.objects.get(user=user).current_speaker_id == mine.pk
+    response = patch_json(api, "/api/settings", {"current_speaker_id": None})
+    assert response.status_code == 200 and response.json()["current_speaker_id"] is None
+    assert UserSettings.objects.get(user=user).current_speaker_id is None
+
+
+def test_settings_patch_as_a_form_changes_only_what_it_sends(api, user):
+    # A form that leaves a boolean out must not read as false (DRF's HTML-form default).
+    response = api.patch("/api/settings", "input_mode=handsfree", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert response.json() == {"current_speaker_id": None, "input_mode": "handsfree", "voice_output": True}
+    assert UserSettings.objects.get(user=user).voice_output is True
+
+
 @pytest.mark.parametrize("payload", [{"input_mode": "always"}, {"voice_output": "maybe"}])
 def test_settings_patch_rejects_bad_values(api, user, payload):
     response = patch_json(api, "/api/settings", payload)

@@ -4,6 +4,11 @@ import re
 from abc import ABC, abstractmethod
 
 SAMPLE_RATE = 16000
+# Phrase lists (a recogniser grammar), wherever they come from (POST /api/recognize, the voice
+# WebSocket's `phrases`, a job reaching an engine): at most this many phrases of at most this many
+# characters. They bound the cost of building a grammar and the memory of a recogniser built on one.
+MAX_PHRASES = 100
+MAX_PHRASE_CHARS = 100
 
 _BRACKETED = re.compile(r"\[[^\]]*\]|<[^>]*>")
 # A space between two CJK characters is an artefact of Chinese models (words are space-separated).
@@ -15,6 +20,16 @@ class ASRError(Exception):
     def __init__(self, message, code="asr_error"):
         super().__init__(message)
         self.code = code
+
+
+def phrases_problem(phrases: list[str]) -> str | None:
+    """How a list of (stripped, non-blank) phrases exceeds the caps, as the end of a sentence that
+    starts with "phrases " ("must hold at most 100 phrases."); None when it is within them."""
+    if len(phrases) > MAX_PHRASES:
+        return f"must hold at most {MAX_PHRASES} phrases."
+    if any(len(phrase) > MAX_PHRASE_CHARS for phrase in phrases):
+        return f"must each be at most {MAX_PHRASE_CHARS} characters long."
+    return None
 
 
 def clean_transcript(text: str) -> str:

@@ -18,6 +18,7 @@ def build_asr_engine(name: str | None = None) -> ASREngine:
     return cls(
         settings.VOSK_MODEL_PATH,
         pool_size=settings.VOSK_RECOGNIZER_POOL,
+        max_grammar_recognizers=settings.VOSK_GRAMMAR_RECOGNIZERS,
         dither=getattr(settings, "VOSK_DITHER", 1.0),
     )
 

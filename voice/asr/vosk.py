@@ -3,8 +3,19 @@
 One `vosk.Model` per process, shared by every recogniser (upstream documents it as thread-safe).
 A new KaldiRecognizer is ~10x slower on its first decode than a used one, so recognisers are kept
 warm in a pool per phrase list and reused: `FinalResult()` resets them. A plain recogniser of a
-lookahead model holds ~36 MB, a grammar (phrase list) one ~0.15 MB; pools are kept for at most
-`max_grammars` phrase lists (least recently used dropped first).
+lookahead model holds ~36 MB, and its warmth is the part of the lazily composed decoding graph it
+has visited. A grammar (phrase list) recogniser composes a graph of its own, so it is only warm
+for its own list (Vosk's `SetGrammar` rebuilds the graph and the decoder: it would make a warm
+recogniser cold, so it is never used on pooled ones). It holds 0.15 MB at first and a few MB once
+it has decoded speech with a long list (measured: ~4 MB with 100 phrases).
+
+Phrase lists come from users, so one client can ask for any number of distinct lists. The pool is
+split so that this costs nobody else: the plain recognisers (`pool_size`) are never evicted by
+grammar ones, and grammar recognisers are kept for at most `max_grammars` lists and
+`max_grammar_recognizers` recognisers in all, least recently used dropped first. (Without the
+second bound, 100 distinct lists of 100 phrases, one after the other, left 64 recognisers and
++254 MB of RSS, and with concurrent streams per list up to max_grammars x pool_size recognisers;
+with it, 16 and +63 MB.) The phrase caps (MAX_PHRASES x MAX_PHRASE_CHARS) bound each grammar.
 
 Dither: Kaldi adds Gaussian noise ("dither", std 1.0 in 16-bit sample units by default) to the
 waveform before computing features. It keeps digital silence (exact zeros) within what the model
@@ -34,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import vosk
 
-from .base import ASREngine, ASRError, ASRStream, clean_transcript
+from .base import ASREngine, ASRError, ASRStream, clean_transcript, phrases_problem
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +168,21 @@ class VoskStream(ASRStream):
 class VoskEngine(ASREngine):
     name = "vosk"
 
-    def __init__(self, model_path: str | Path | None, pool_size: int = 4, dither: float = 1.0, max_grammars: int = 64):
+    def __init__(
+        self,
+        model_path: str | Path | None,
+        pool_size: int = 4,
+        dither: float = 1.0,
+        max_grammars: int = 64,
+        max_grammar_recognizers: int = 16,
+    ):
         vosk.SetLogLevel(-1)
         self.model_path = resolve_model_path(model_path)
         self.dither = dither  # added by dither_pcm; Kaldi's own (random) dither is off
         self.model = load_model(self.model_path, 0.0)
         self.pool_size = pool_size
         self.max_grammars = max_grammars
+        self.max_grammar_recognizers = max_grammar_recognizers
         # Warm recognisers by grammar (None: the full model), least recently used first.
         self._pool: OrderedDict[str | None, list] = OrderedDict()
         self._lock = threading.Lock()
@@ -186,6 +205,9 @@ class VoskEngine(ASREngine):
 
     def open_stream(self, phrases: list[str] | None = None) -> VoskStream:
         words = [*dict.fromkeys(p.strip() for p in phrases or () if p and p.strip())]
+        problem = phrases_problem(words)  # the entry points check first; this guards the pool
+        if problem:
+            raise ASRError(f"phrases {problem}", code="invalid_phrases")
         grammar = json.dumps(words, ensure_ascii=False) if words else None  # blank phrases: no grammar
         with self._lock:
             pool = self._pool.get(grammar)
@@ -201,11 +223,20 @@ class VoskEngine(ASREngine):
         with self._lock:
             pool = self._pool.setdefault(key, [])
             self._pool.move_to_end(key)
-            if len(pool) < self.pool_size:
+            if key is None:  # the full model's pool: its own room, never taken by grammars
+                if len(pool) < self.pool_size:
+                    pool.append(recognizer)
+                return
+            if len(pool) < min(self.pool_size, self.max_grammar_recognizers):
                 pool.append(recognizer)
+            # Least recently used grammars first, this one last: drop recognisers until both bounds hold.
             grammars = [k for k in self._pool if k is not None]
-            for old in grammars[: max(0, len(grammars) - self.max_grammars)]:
-                del self._pool[old]
+            kept = sum(len(self._pool[k]) for k in grammars)
+            for old in grammars[:-1]:
+                if len(grammars) <= self.max_grammars and kept <= self.max_grammar_recognizers:
+                    break
+                kept -= len(self._pool.pop(old))
+                grammars.remove(old)
 
     def warm_up(self) -> None:
         """Decode a short spoken clip through each pooled recogniser so none is cold on first use.

@@ -12,12 +12,20 @@ What it imitates of the model's behaviour, and nothing more:
   at 24 kHz), and a hop is yielded only when `pre_lookahead_len` (3) further tokens exist; the rest is
   yielded last. The first hop is padded so that prompt + hop is a multiple of the hop, as upstream does.
 - the upstream bug (open PR #1849): after each streamed hop the shared `model.token_hop_len` is doubled
-  (capped at 4 x 25) and never reset, so without a guard the first chunk of the next call is larger.
+  (capped at 4 x 25) and never reset, so without a guard the first chunk of the next call is larger. The
+  older generation (`CosyVoice2TensorPromptStandIn`) never had it: its hop stays 25.
+- per-request state and the LLM thread, as `CosyVoice2Model.tts` keeps them: a request id (uuid1) keys
+  `model.tts_speech_token_dict`, `model.llm_end_dict` and `model.hift_cache_dict`; a thread running
+  `model.llm_job(text, prompt_text, llm_prompt_speech_token, llm_embedding, uuid)` appends the tokens of
+  `model.llm.inference` (TOKENS_PER_CHAR a character, or `speech_tokens`) and sets `llm_end_dict[id]`;
+  the stream waits for the tokens it needs. As upstream, only a generator that runs to its end pops the
+  entries: closed early, the thread runs on to the end of the sentence and the entries stay.
 Tensors are numpy float32 arrays (torch is not installed here); `tensor_type = FakeTensor` yields objects
 with torch's `.detach().cpu().numpy()` instead. spk2info.pt is written with pickle, not torch.save.
 
 Every instance records into its class's `calls`; `CosyVoice2StandIn.fresh(**attrs)` gives a subclass with
 its own empty `calls` (and any class attributes overridden), so each test counts only its own calls.
+`LLMGate` holds the LLM of a request (stand-in or the real upstream one) to test what a close does to it.
 """
 
 import math
@@ -25,6 +33,7 @@ import os
 import pickle
 import threading
 import time
+import uuid
 import wave
 from dataclasses import dataclass, field
 
@@ -46,9 +55,23 @@ class Calls:
     save_spkinfo: int = 0
     inference: list = field(default_factory=list)  # dicts: arguments, hop lengths, yielded arrays
     closed_early: int = 0  # inference generators closed before their end
-    active: int = 0
-    max_active: int = 0  # most inference generators running at once
+    active: int = 0  # requests inside the model: their generator or their LLM thread still running
+    max_active: int = 0  # most requests inside the model at once
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _busy: dict = field(default_factory=dict)  # request id -> parts still running (generator, LLM thread)
+
+    def enter(self, request_id, parts=2):
+        with self.lock:
+            self._busy[request_id] = parts
+            self.active = len(self._busy)
+            self.max_active = max(self.max_active, self.active)
+
+    def leave(self, request_id):
+        with self.lock:
+            self._busy[request_id] -= 1
+            if not self._busy[request_id]:
+                del self._busy[request_id]
+            self.active = len(self._busy)
 
 
 class FakeTensor:
@@ -71,14 +94,57 @@ class FakeTensor:
         return self._array
 
 
-class StandInModel:
-    """CosyVoice2Model's streaming parameters (cosyvoice/cli/model.py)."""
+class StandInLLM:
+    """The speech-token LLM (`CosyVoice2Model.llm`): `inference` yields one token at a time."""
 
-    def __init__(self):
+    def __init__(self, speech_tokens=None):
+        self.speech_tokens = speech_tokens  # tokens per request; None: TOKENS_PER_CHAR a character
+
+    def tokens_for(self, text) -> int:
+        return self.speech_tokens if self.speech_tokens is not None else max(1, TOKENS_PER_CHAR * len(text))
+
+    def inference(self, text, uuid=""):
+        for i in range(self.tokens_for(text)):
+            time.sleep(0)  # let other threads run, as a GPU-bound LLM thread does
+            yield i % 6561
+
+
+class StandInModel:
+    """CosyVoice2Model (cosyvoice/cli/model.py): streaming parameters, per-request state, the LLM job."""
+
+    def __init__(self, calls, speech_tokens=None, grows_hop_len=True):
         self.token_hop_len = 25
-        self.token_max_hop_len = 4 * self.token_hop_len
-        self.stream_scale_factor = 2
+        if grows_hop_len:  # the current generation (since upstream f26cde5)
+            self.token_max_hop_len = 4 * self.token_hop_len
+            self.stream_scale_factor = 2
         self.lock = threading.Lock()
+        self.llm = StandInLLM(speech_tokens)
+        # dicts keyed by request id, as upstream's
+        self.tts_speech_token_dict = {}
+        self.llm_end_dict = {}
+        self.hift_cache_dict = {}
+        self.tokens_changed = threading.Condition()  # upstream polls every 0.1 s instead
+        self._calls = calls
+
+    def llm_job(self, text, prompt_text, llm_prompt_speech_token, llm_embedding, uuid):
+        try:
+            for token in self.llm.inference(text=text, uuid=uuid):
+                self.tts_speech_token_dict[uuid].append(token)
+                with self.tokens_changed:
+                    self.tokens_changed.notify_all()
+            self.llm_end_dict[uuid] = True
+            with self.tokens_changed:
+                self.tokens_changed.notify_all()
+        finally:
+            self._calls.leave(uuid)  # counting only: upstream has no such finally, and none is needed here
+
+    def wait_for_tokens(self, request_id, needed) -> None:
+        """Until `needed` tokens exist for the request or its LLM has ended."""
+        with self.tokens_changed:
+            self.tokens_changed.wait_for(
+                lambda: len(self.tts_speech_token_dict[request_id]) >= needed or self.llm_end_dict[request_id],
+                timeout=60,
+            )
 
 
 class StandInFrontEnd:
@@ -112,7 +178,9 @@ class CosyVoice2StandIn:
     tensor_type = None  # None: numpy arrays; FakeTensor: torch-like objects
     amplitude = 0.5  # of the sine it "speaks"; > 1 tests clipping
     init_delay = 0.0  # seconds the constructor sleeps (races on lazy loading)
-    fail_inference = False
+    fail_inference = False  # raise after the first streamed chunk, as a CUDA error in the flow would
+    speech_tokens = None  # tokens the LLM makes per call; None: TOKENS_PER_CHAR a character
+    grows_hop_len = True  # the token_hop_len bug of the current generation
 
     @classmethod
     def fresh(cls, **attrs):
@@ -141,7 +209,7 @@ class CosyVoice2StandIn:
             raise ValueError(f"{hyper_yaml_path} not found!")
         self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt")
         self.sample_rate = SAMPLE_RATE
-        self.model = StandInModel()
+        self.model = StandInModel(self.calls, speech_tokens=self.speech_tokens, grows_hop_len=self.grows_hop_len)
 
     # --- the prompt -------------------------------------------------------------------------------
     def _prompt_info(self, prompt_text, prompt):
@@ -202,39 +270,66 @@ class CosyVoice2StandIn:
         return self._generate(record, info, tts_text, stream, speed)
 
     def _generate(self, record, info, tts_text, stream, speed):
-        with self.calls.lock:
-            self.calls.active += 1
-            self.calls.max_active = max(self.calls.max_active, self.calls.active)
+        """`CosyVoice2Model.tts`: state keyed by a new request id, an LLM thread, then the hops it makes."""
+        model = self.model
+        request_id = str(uuid.uuid1())
+        record["request_id"] = request_id
+        with model.lock:
+            model.tts_speech_token_dict[request_id], model.llm_end_dict[request_id] = [], False
+            model.hift_cache_dict[request_id] = None
+        self.calls.enter(request_id)
+        llm = threading.Thread(target=model.llm_job, args=(tts_text, info["prompt_text"], None, None, request_id))
+        record["llm_thread"] = llm
+        llm.start()
         finished = False
         try:
-            if self.fail_inference:
-                raise RuntimeError("CUDA error: out of memory (stand-in)")
-            total = max(1, TOKENS_PER_CHAR * len(tts_text))
+            tokens = model.tts_speech_token_dict[request_id]
             position = 0
             if stream:
                 assert speed == 1.0, "speed change only support non-stream inference mode"
-                model = self.model
                 prompt_len = info["speech_token_len"]
                 prompt_pad = int(math.ceil(prompt_len / model.token_hop_len) * model.token_hop_len - prompt_len)
                 offset = 0
                 while True:
-                    time.sleep(0)  # let other threads run, as upstream's polling loop does
                     hop = model.token_hop_len + prompt_pad if offset == 0 else model.token_hop_len
-                    if total - offset < hop + PRE_LOOKAHEAD_LEN:
+                    model.wait_for_tokens(request_id, offset + hop + PRE_LOOKAHEAD_LEN)
+                    if len(tokens) - offset >= hop + PRE_LOOKAHEAD_LEN:
+                        chunk = self._chunk(record, position, hop)
+                        model.hift_cache_dict[request_id] = {
+                            "mel": chunk["tts_speech"],
+                            "source": chunk["tts_speech"],
+                            "speech": chunk["tts_speech"],
+                        }
+                        yield chunk
+                        if self.fail_inference:
+                            raise RuntimeError("CUDA error: out of memory (stand-in)")
+                        position += hop * SAMPLES_PER_TOKEN
+                        offset += hop
+                        if hasattr(model, "stream_scale_factor"):
+                            # The bug: the shared hop length grows and is never set back.
+                            model.token_hop_len = min(
+                                model.token_max_hop_len, model.token_hop_len * model.stream_scale_factor
+                            )
+                    if model.llm_end_dict[request_id] and len(tokens) - offset < hop + PRE_LOOKAHEAD_LEN:
                         break
-                    yield self._chunk(record, position, hop)
-                    position += hop * SAMPLES_PER_TOKEN
-                    offset += hop
-                    # The bug: the shared hop length grows and is never set back.
-                    model.token_hop_len = min(model.token_max_hop_len, model.token_hop_len * model.stream_scale_factor)
-                yield self._chunk(record, position, total - offset)
+                llm.join()
+                yield self._chunk(record, position, len(tokens) - offset)
             else:
-                yield self._chunk(record, position, total)
+                llm.join()
+                if self.fail_inference:
+                    raise RuntimeError("CUDA error: out of memory (stand-in)")
+                yield self._chunk(record, position, len(tokens))
+            # Only here, at the end, as upstream: a generator closed early leaves all of this behind.
+            with model.lock:
+                model.tts_speech_token_dict.pop(request_id)
+                model.llm_end_dict.pop(request_id)
+                model.hift_cache_dict.pop(request_id)
             finished = True
         finally:
-            with self.calls.lock:
-                self.calls.active -= 1
-                if not finished:
+            # Counting only (upstream has no finally): a generator closed early still leaves the model.
+            self.calls.leave(request_id)
+            if not finished:
+                with self.calls.lock:
                     self.calls.closed_early += 1
 
     def _chunk(self, record, start, tokens):
@@ -247,7 +342,10 @@ class CosyVoice2StandIn:
 
 
 class CosyVoice2TensorPromptStandIn(CosyVoice2StandIn):
-    """The API before upstream 622a3a1 (2025-12-08): prompts are 16 kHz float tensors [1, T]."""
+    """The API before upstream 622a3a1 (2025-12-08): prompts are 16 kHz float tensors [1, T], and the hop
+    length stays 25 (the growth came with f26cde5, 2026-01-29)."""
+
+    grows_hop_len = False
 
     def _prompt_info(self, prompt_text, prompt):
         speech = _as_array(prompt)
@@ -277,3 +375,57 @@ class CosyVoice2NoVllmStandIn(CosyVoice2StandIn):
 
     def __init__(self, model_dir, load_jit=False, load_trt=False, fp16=False, trt_concurrent=1):
         self._setup(model_dir, load_jit=load_jit, load_trt=load_trt, fp16=fp16, trt_concurrent=trt_concurrent)
+
+
+# The adapter stops an LLM thread by raising SystemExit in it (voice/tts/cosyvoice2/stopping.py), which
+# threading's own excepthook ignores but pytest's reports: tests that close streams early ignore just that.
+IGNORE_STOPPED_LLM_JOB = (
+    r"ignore:Exception in thread [^\n]*\(llm_job\)[\s\S]*CosyVoice2 stream closed"
+    ":pytest.PytestUnhandledThreadExceptionWarning"
+)
+
+
+class LLMGate:
+    """Holds the LLM of a model's first request, to see what closing its stream does to it.
+
+    Wraps `model.llm.inference` (the stand-in's, or the real upstream Qwen2LM's: `model` is
+    `CosyVoice2.model` either way) with monkeypatch. The first request's LLM makes `hold_after` tokens,
+    then waits for `released` before its next token, and before each one after that for a later request
+    to start its LLM: so a first request that nobody stops is still running when the next one starts,
+    and `overlapped` (one entry per later request: was the first request's LLM thread alive when this
+    one's LLM started?) says so. `jobs` holds one dict per LLM call: thread, tokens made, ended.
+    """
+
+    WAIT = 60.0  # seconds, a bound only: the tests release the gate themselves
+
+    def __init__(self, model, hold_after, monkeypatch):
+        self.hold_after = hold_after
+        self.jobs: list[dict] = []
+        self.overlapped: list[bool] = []
+        self.released = threading.Event()
+        self.next_request = threading.Event()
+        self._lock = threading.Lock()
+        original = model.llm.inference
+
+        def gated(*args, **kwargs):
+            job = {"thread": threading.current_thread(), "tokens": 0, "ended": False}
+            with self._lock:
+                index = len(self.jobs)
+                self.jobs.append(job)
+            if index > 0:
+                self.overlapped.append(self.jobs[0]["thread"].is_alive())
+                self.next_request.set()
+            for token in original(*args, **kwargs):
+                if index == 0 and job["tokens"] >= self.hold_after:
+                    held = self.released if job["tokens"] == self.hold_after else self.next_request
+                    held.wait(self.WAIT)
+                job["tokens"] += 1
+                yield token
+            job["ended"] = True
+
+        monkeypatch.setattr(model.llm, "inference", gated)
+
+    def open(self) -> None:
+        """Let the held LLM run freely to its end."""
+        self.released.set()
+        self.next_request.set()

@@ -1,7 +1,7 @@
 import pytest
 
 from devtools.fake_llm import tokenize
-from voice.text import SentenceSplitter, speakable, split_sentences
+from voice.text import SentenceSplitter, join_sentences, speakable, split_sentences
 
 
 def split(text, **kwargs):
@@ -94,3 +94,19 @@ def test_split_sentences_merges_short_pieces_and_keeps_the_text():
     assert split_sentences("One.\n\n  Two.", min_chars=100) == ["One. Two."]
     assert split_sentences("*** ---") == ["*** ---"]  # nothing is dropped (SentenceSplitter drops it)
     assert split_sentences("  \n ") == [] and split_sentences("") == []
+
+
+@pytest.mark.parametrize(
+    ("sentences", "text"),
+    [
+        (["Hello there.", "How are you?"], "Hello there. How are you?"),
+        (["你好。", "今天天气很好！"], "你好。今天天气很好！"),
+        (["我们去公园吧", "OK."], "我们去公园吧OK."),
+        (["See you.", "明天见。"], "See you.明天见。"),
+        (["こんにちは。", "元気？"], "こんにちは。元気？"),
+        (["One."], "One."),
+        ([], ""),
+    ],
+)
+def test_join_sentences_spaces_only_between_spaced_scripts(sentences, text):
+    assert join_sentences(sentences) == text

@@ -173,6 +173,18 @@ async def test_rate_limited(api, settings):
 
 
 # -- whole file -------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["/api/tts", "/api/tts/stream"])
+async def test_a_text_with_nothing_to_speak_is_silence(api, url):
+    # Piper makes no samples of a character it has no sound for: no audio is not a failed synthesis.
+    response = await post(api, url, {"text": "\U0008a2ca\x16"})
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "audio/wav" and response["X-TTS-Engine"] == "piper"
+    data = b"".join(await body_parts(response)) if response.streaming else response.content
+    assert len(data) == 44 and parse_stream_header(data)["rate"] == 22050  # a header, no samples
+    if url == "/api/tts":
+        assert parse_stream_header(data)["data"] == 0 and response["X-Duration"] == "0.000"
+
+
 async def test_whole_wav_file(api):
     response = await post(api, "/api/tts", {"text": "Hello there. How are you?"})
     assert response.status_code == 200

@@ -189,3 +189,13 @@ test("4401 (not authenticated) and our own close do not reconnect", (t) => {
   t.mock.timers.tick(60_000);
   assert.equal(FakeWebSocket.all.at(-1), ws2);
 });
+
+test("4429 (too many voice sockets for this user) does not reconnect", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { socket, log } = client();
+  const ws = handshake(socket);
+  ws.drop(4429);
+  assert.deepEqual(log.connection.at(-1), ["closed", 4429]);
+  t.mock.timers.tick(60_000);
+  assert.equal(FakeWebSocket.all.at(-1), ws);
+});

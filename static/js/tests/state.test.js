@@ -66,6 +66,8 @@ describe("connection", () => {
     const { state } = run(ready(), { type: "connection", connection: "closed", code: 4401 });
     assert.equal(displayState(state), "offline");
     assert.deepEqual(present(state).status, { text: "error.not_authenticated", tone: "error" });
+    const crowded = run(ready(), { type: "connection", connection: "closed", code: 4429 }).state;
+    assert.deepEqual(present(crowded).status, { text: "error.too_many_sessions", tone: "error" });
     const other = run(ready(), { type: "connection", connection: "closed", code: 1000 }).state;
     assert.deepEqual(present(other).status, { text: "voice.closed", tone: "info" });
   });

@@ -3,6 +3,8 @@
 
 import { parseEventFrame } from "./frames.js";
 
+export const FINAL_CLOSE_CODES = new Set([4401, 4429]);
+
 const PROTOCOL = 1;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 
@@ -64,7 +66,8 @@ export class VoiceSocket {
       const wasReady = this.ready;
       this.ready = false;
       this.ws = null;
-      if (this.closedByUs || close.code === 4401) {
+      // 4401: not logged in; 4429: the user has too many voice sockets open. Retrying would not help.
+      if (this.closedByUs || FINAL_CLOSE_CODES.has(close.code)) {
         this.handlers.onConnection("closed", close.code);
         return;
       }

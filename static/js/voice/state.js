@@ -270,6 +270,7 @@ const ACTIONS = {
   connection(s, fx, facts, { connection, code }) {
     s.connection = connection;
     if (connection === "closed" && code === 4401) s.error = t("error.not_authenticated");
+    if (connection === "closed" && code === 4429) s.error = t("error.too_many_sessions");
     if (connection === "offline") {
       stopTalking(s, fx, false);
       finishTurn(s, fx, t("interrupted"));

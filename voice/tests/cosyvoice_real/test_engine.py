@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
+from voice.tests.cosyvoice_standin import IGNORE_STOPPED_LLM_JOB, LLMGate
 from voice.tts import cosyvoice2 as cv
-from voice.tts.cosyvoice2 import CosyVoice2Engine
+from voice.tts.cosyvoice2 import CosyVoice2Engine, stopping
 
 from .conftest import import_upstream
 
 upstream = import_upstream()
-pytestmark = pytest.mark.cosyvoice_real
+pytestmark = [pytest.mark.cosyvoice_real, pytest.mark.filterwarnings(IGNORE_STOPPED_LLM_JOB)]
 
 SAMPLES_PER_TOKEN = 960  # 24000 Hz / 25 speech tokens a second
 TOKENS_PER_TEXT_TOKEN = 20  # the tiny LLM never ends early: max_token_text_ratio x text tokens
@@ -121,14 +122,36 @@ def test_a_new_version_of_a_speaker_replaces_the_old_entry(real_engine, make_voi
     assert saved["mm-spk-31-v2"]["llm_prompt_speech_token"].shape == (1, 75)
 
 
-def test_closing_a_stream_early_frees_the_model(real_engine, make_voice, spy_model):
-    spy = spy_model(real_engine._model)
+def test_closing_a_stream_early_stops_upstream_and_releases_its_state(real_engine, make_voice, monkeypatch):
+    """A barge-in on the real CosyVoice2Model: its llm_job thread stops at its next token, the request's
+    entries in tts_speech_token_dict, llm_end_dict and hift_cache_dict go, and the next call waits for it."""
+    import threading
+
+    inner = real_engine._model.model
     voice = make_voice(speaker_id=41)
-    stream = real_engine.stream("Hello there.", voice)
-    assert len(next(stream)) // 2 == 25 * SAMPLES_PER_TOKEN - real_engine._model.model.source_cache_len
+    gate = LLMGate(inner, hold_after=25 + 3, monkeypatch=monkeypatch)  # the tokens of the first hop
+    wait = stopping.UpstreamStop.wait
+
+    def wait_releasing(stop, timeout=None):
+        gate.released.set()  # the held LLM makes its next token once the next call waits for the stop
+        return wait(stop, timeout)
+
+    monkeypatch.setattr(stopping.UpstreamStop, "wait", wait_releasing)
+    stream = real_engine.stream("Hello there.", voice)  # 60 speech tokens
+    assert len(next(stream)) // 2 == 25 * SAMPLES_PER_TOKEN - inner.source_cache_len
     stream.close()
-    assert spy.active == 0
-    assert len(list(real_engine.stream("Hello there.", voice))) > 1  # the engine's lock was released
+    assert gate.jobs[0]["thread"].is_alive()  # upstream's LLM thread outlives the closed generator
+
+    chunks = list(real_engine.stream("Hello there.", voice))  # straight after the barge-in
+    assert gate.overlapped == [False]  # the cut request's LLM had ended before the next one's began
+    assert gate.jobs[0]["tokens"] == 28 + 1 and not gate.jobs[0]["ended"]  # stopped at its next token (of 60)
+    assert len(chunks) == 3  # the next request is whole: hops of 25, 25, then 10 tokens
+
+    assert real_engine.settle(timeout=60)
+    for job in gate.jobs:
+        job["thread"].join(timeout=60)
+    assert [t.name for t in threading.enumerate() if t.name.endswith("(llm_job)")] == []
+    assert inner.tts_speech_token_dict == {} and inner.llm_end_dict == {} and inner.hift_cache_dict == {}
 
 
 def test_the_network_guard_is_on():

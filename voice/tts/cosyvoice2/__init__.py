@@ -4,7 +4,8 @@
 - engine.py: `CosyVoice2Engine`, loading and inference, with the token_hop_len guard;
 - upstream.py: importing and checking the official code, vLLM and torch, the two API generations;
 - model_dir.py: what the model directory must hold;
-- speaker_cache.py: the registered speaker prompts in spk2info.pt, and its file lock.
+- speaker_cache.py: the registered speaker prompts in spk2info.pt, and its file lock;
+- stopping.py: stopping upstream's LLM thread and releasing its per-request state after an early close.
 
 The names below are what the rest of the project and the tests use. A test that replaces one with
 monkeypatch patches the module that uses it (e.g. `engine.vllm_available`), not this package.

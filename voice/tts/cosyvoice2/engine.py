@@ -13,6 +13,8 @@ against the real upstream classes (the older API) on a CPU.
   value after loading before (and after) every call, and runs one inference call at a time per model.
   Text is synthesised one sentence per call, so the guard holds between sentences too and concurrent
   streams take turns sentence by sentence.
+- A stream closed before its end (a barge-in) or failed stops upstream's LLM thread and releases the
+  request's state, which upstream leaves behind (stopping.py); the next call waits until that is done.
 """
 
 import importlib.util
@@ -26,6 +28,7 @@ from ... import text as voice_text
 from ..base import TTSEngine, TTSError, VoiceRef
 from .model_dir import accelerated_files, check_model_dir
 from .speaker_cache import SpeakerCache, spkinfo_file_lock
+from .stopping import STOP_TIMEOUT, UpstreamStop, request_ids, stop_requests
 from .upstream import (
     UPSTREAM_COMMIT,
     check_api,
@@ -102,6 +105,7 @@ class CosyVoice2Engine(TTSEngine):
         self._hop_len_after_load = None
         self._load_lock = threading.Lock()
         self._lock = threading.Lock()  # one inference call (and speaker registration) at a time
+        self._stopping: UpstreamStop | None = None  # the last closed call's upstream work, being stopped
 
     @classmethod
     def from_settings(cls, **overrides) -> "CosyVoice2Engine":
@@ -212,7 +216,9 @@ class CosyVoice2Engine(TTSEngine):
 
     def _synthesise(self, model, sentence: str, spk_id: str) -> Iterator[bytes]:
         """One streamed inference call. Call with self._lock held."""
+        self._wait_for_stopped()
         self._reset_hop_len(model)  # the token_hop_len guard
+        before = request_ids(model)
         outputs = None
         try:
             outputs = model.inference_zero_shot(sentence, "", "", zero_shot_spk_id=spk_id, stream=True)
@@ -228,7 +234,26 @@ class CosyVoice2Engine(TTSEngine):
             close = getattr(outputs, "close", None)
             if callable(close):
                 close()  # a consumer that stopped early also stops upstream's generator
+            # ... but not its LLM thread, nor does it release the request's state: stop both.
+            self._stopping = stop_requests(model, before)
             self._reset_hop_len(model)
+
+    def _wait_for_stopped(self) -> None:
+        """Let a closed call's upstream work end before the next call enters the model. With self._lock held."""
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None and not stopping.wait(STOP_TIMEOUT):
+            logger.warning(
+                "CosyVoice2: the LLM thread of a closed stream (%s) did not stop within %g s; going on beside it.",
+                ", ".join(sorted(stopping.ids)),
+                STOP_TIMEOUT,
+            )
+
+    def settle(self, timeout: float | None = STOP_TIMEOUT) -> bool:
+        """True once the upstream work of the last stream closed early has stopped and its state is released.
+
+        Closing a stream never waits for that (the next call does); this is for tests and shutdown."""
+        stopping = self._stopping
+        return stopping is None or stopping.wait(timeout)
 
     # --- the rest of the interface --------------------------------------------------------------------
     def default_voice_name(self) -> str:

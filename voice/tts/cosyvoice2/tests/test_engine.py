@@ -7,17 +7,37 @@ import numpy as np
 import pytest
 
 from voice.tests.cosyvoice_standin import (
+    IGNORE_STOPPED_LLM_JOB,
     SAMPLES_PER_TOKEN,
     CosyVoice2NoVllmStandIn,
     CosyVoice2StandIn,
     FakeTensor,
+    LLMGate,
 )
 from voice.tts import cosyvoice2 as cv
 from voice.tts.base import TTSError
-from voice.tts.cosyvoice2 import CosyVoice2Engine
+from voice.tts.cosyvoice2 import CosyVoice2Engine, stopping
 from voice.tts.cosyvoice2 import engine as engine_module
 
 from .helpers import FIRST_HOP_SAMPLES, SENTENCE, engine_for, no_cuda, pcm_of, with_cuda
+
+pytestmark = pytest.mark.filterwarnings(IGNORE_STOPPED_LLM_JOB)
+
+
+def upstream_state(engine) -> dict:
+    """What the model holds per request (upstream's dicts), by dict name."""
+    inner = engine._model.model
+    return {name: dict(getattr(inner, name)) for name in ("tts_speech_token_dict", "llm_end_dict", "hift_cache_dict")}
+
+
+def assert_upstream_idle(engine, standin):
+    """Nothing left of any request: the stops done, every LLM thread ended, no state kept."""
+    assert engine.settle(timeout=30)
+    for call in standin.calls.inference:
+        call["llm_thread"].join(timeout=30)
+        assert not call["llm_thread"].is_alive()
+    assert upstream_state(engine) == {"tts_speech_token_dict": {}, "llm_end_dict": {}, "hift_cache_dict": {}}
+    assert standin.calls.active == 0
 
 
 # --- streaming and sentences --------------------------------------------------------------------------
@@ -147,9 +167,37 @@ def test_closing_a_stream_early_releases_the_model(model_dir, make_voice):
     stream = engine.stream(SENTENCE, voice)
     assert len(next(stream)) // 2 == FIRST_HOP_SAMPLES
     stream.close()
-    assert standin.calls.closed_early == 1 and standin.calls.active == 0
+    assert standin.calls.closed_early == 1
     chunks = list(engine.stream(SENTENCE, voice))  # would block if the lock were still held
     assert len(chunks[0]) // 2 == FIRST_HOP_SAMPLES
+    assert_upstream_idle(engine, standin)
+
+
+def test_closing_a_stream_early_stops_upstream_and_releases_its_state(model_dir, make_voice, monkeypatch):
+    """A barge-in: upstream's LLM thread stops at its next token, its entries go, the next call waits for it."""
+    standin = CosyVoice2StandIn.fresh()
+    engine = engine_for(model_dir, standin)
+    engine._ensure_loaded()
+    gate = LLMGate(engine._model.model, hold_after=25 + 3, monkeypatch=monkeypatch)  # the first hop's tokens
+    voice = make_voice()
+    stream = engine.stream(SENTENCE, voice)
+    assert len(next(stream)) // 2 == FIRST_HOP_SAMPLES
+    stream.close()  # the LLM is still running (held at its 28th of 112 tokens)
+    assert standin.calls.closed_early == 1 and gate.jobs[0]["thread"].is_alive()
+    wait = stopping.UpstreamStop.wait
+
+    def wait_releasing(stop, timeout=None):
+        gate.released.set()  # the held LLM makes its next token once the next call waits for the stop
+        return wait(stop, timeout)
+
+    monkeypatch.setattr(stopping.UpstreamStop, "wait", wait_releasing)
+
+    chunks = list(engine.stream(SENTENCE, voice))  # straight after the barge-in
+    assert gate.overlapped == [False]  # the cut request's LLM had ended before the next one began
+    assert gate.jobs[0]["tokens"] == 28 + 1 and not gate.jobs[0]["ended"]  # stopped at its next token
+    assert standin.calls.max_active == 1
+    assert len(chunks) == 3 and len(chunks[0]) // 2 == FIRST_HOP_SAMPLES
+    assert_upstream_idle(engine, standin)
 
 
 def test_synthesis_failure_is_tts_failed(model_dir, make_voice):
@@ -158,6 +206,7 @@ def test_synthesis_failure_is_tts_failed(model_dir, make_voice):
     with pytest.raises(TTSError) as excinfo:
         list(engine.stream(SENTENCE, make_voice()))
     assert excinfo.value.code == "tts_failed" and "out of memory" in str(excinfo.value)
+    assert_upstream_idle(engine, standin)  # a failed stream is stopped like a closed one
 
 
 # --- lazy loading and warm-up -------------------------------------------------------------------------

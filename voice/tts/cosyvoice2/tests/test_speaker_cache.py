@@ -85,7 +85,8 @@ def test_older_api_gets_a_16k_float_prompt(model_dir, make_voice):
     assert prompt.dtype == np.float32 and prompt.shape == (1, 32000)
     assert 0.35 < np.abs(prompt).max() <= 0.41  # the 0.4 tone, resampled 24 kHz -> 16 kHz
     assert standin.calls.inference[0]["zero_shot_spk_id"] == "mm-spk-7-v1"
-    assert len(chunks) == 3
+    assert standin.calls.inference[0]["chunk_tokens"] == [25, 25, 25, 25, 12]  # no hop growth in that generation
+    assert len(chunks) == 5
 
 
 def test_missing_speaker_audio_is_a_clear_error(model_dir, make_voice):
