@@ -27,8 +27,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    # Rate-limit counters live in the cache; every test starts from zero.
-    cache.clear()
+    # Rate-limit counters live in the cache; every test starts from zero. On Redis only this run's
+    # keys go (settings_test gives each run a key prefix): other runs may share the server.
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        client = cache._cache.get_client(write=True)
+        stale = list(client.scan_iter(match=cache.make_key("*"), count=1000))
+        if stale:
+            client.delete(*stale)
+    else:
+        cache.clear()
     yield
 
 

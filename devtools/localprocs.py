@@ -2,6 +2,7 @@
 shared by the benchmarks, the tests that run them as real processes, and `./dev services`
 (devtools/services.py)."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -45,6 +46,28 @@ def start_daphne(env: dict, *, stdout=None, timeout: float = 90) -> tuple[int, s
         stop_process(process)
         raise
     return port, process
+
+
+def migrate(env: dict, timeout: float = 300) -> None:
+    """`manage.py migrate` for the database that `env` names (a server's own SQLite file, say)."""
+    command = [sys.executable, "manage.py", "migrate", "--noinput"]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=timeout)  # noqa: S603
+
+
+@contextlib.contextmanager
+def serving_daphne(env: dict, log_path: Path):
+    """`with serving_daphne(env, log) as (port, process):` a daphne for the block, its output in `log_path`.
+
+    RuntimeError, with the end of the log, when it does not start."""
+    with Path(log_path).open("wb") as log:
+        try:
+            port, process = start_daphne(env, stdout=log)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {Path(log_path).read_text(errors='replace')[-3000:]}") from None
+        try:
+            yield port, process
+        finally:
+            stop_process(process)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:

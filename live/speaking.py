@@ -16,6 +16,7 @@ from django.conf import settings
 from magicmirror import metrics
 from voice import jobs
 from voice.jobs import messages
+from voice.speech_text import EarText
 
 from .protocol import audio_frame
 
@@ -28,6 +29,7 @@ class SentenceAudio:
 
     def __init__(self, sentence_id: int, text: str):
         self.id, self.text = sentence_id, text
+        self.ear = text  # what the engine is given (voice/speech_text.py); `text` is what is shown
         self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
@@ -48,9 +50,11 @@ class ReplySpeaker:
         self._player = asyncio.create_task(self._play())
         self._clock_start: float | None = None
         self._audio_seconds = 0.0
+        self._ear = EarText()  # one per reply: it follows code fences across sentences
 
     def add(self, text: str) -> None:
         sentence = SentenceAudio(self._count, text)
+        sentence.ear = self._ear.feed(text)
         self._count += 1
         sentence.task = asyncio.create_task(self._synthesize(sentence))
         self._jobs.append(sentence)
@@ -78,11 +82,11 @@ class ReplySpeaker:
 
     async def _synthesize(self, sentence: SentenceAudio) -> None:
         async with self._prefetch:
-            if self.failed:
+            if self.failed or not sentence.ear:  # nothing to say (only an emoji, a URL, code): no job
                 sentence.queue.put_nowait(None)
                 return
             try:
-                async for message in jobs.synthesize(text=sentence.text, speaker_id=self.speaker_id):
+                async for message in jobs.synthesize(text=sentence.ear, speaker_id=self.speaker_id):
                     sentence.queue.put_nowait(message)
             finally:
                 sentence.queue.put_nowait(None)

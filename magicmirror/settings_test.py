@@ -16,7 +16,6 @@ if REDIS_URL:
     # A Redis database of its own for the cache, so clearing it between tests leaves the channel
     # layer and the Celery broker alone.
     CACHES["default"]["LOCATION"] = REDIS_URL.rsplit("/", 1)[0] + "/2"
-    CACHES["default"]["KEY_PREFIX"] = "mm-test"
 STATIC_ROOT = tempfile.mkdtemp(prefix="mm-test-static-")
 WHITENOISE_USE_FINDERS = True
 
@@ -32,6 +31,10 @@ DB_ASYNC_THREADS = int(os.environ.get("DB_ASYNC_THREADS", "1"))
 # other's jobs. Worker and server processes started by the tests inherit the run id.
 TEST_RUN_ID = os.environ.setdefault("MM_TEST_RUN_ID", f"{os.getpid()}")
 CHANNEL_LAYER_PREFIX = f"mm-test-{TEST_RUN_ID}"
+if REDIS_URL:
+    # Cache keys too (rate-limit counters, voice socket slots keyed by user id, which another run's
+    # database reuses): conftest.py clears only this prefix between tests.
+    CACHES["default"]["KEY_PREFIX"] = CHANNEL_LAYER_PREFIX
 if REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{CHANNEL_LAYER_PREFIX}:asgi"  # noqa: F405
 VOICE_ASR_QUEUE = f"{VOICE_ASR_QUEUE}-{TEST_RUN_ID}"  # noqa: F405

@@ -12,16 +12,15 @@ The server runs in one of two modes, picked by `browser_server`:
   in-process.
 """
 
+import contextlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from devtools import samples
-from devtools.localprocs import child_env, start_daphne, stop_process
+from devtools.localprocs import child_env, migrate, serving_daphne
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -85,27 +84,29 @@ def browser_server(request, fake_llm_server, tmp_path_factory):
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
     directory = tmp_path_factory.mktemp("browser-server")
+    with live_daphne(live_server_env(request, fake_llm_server, directory), directory) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def live_server_env(request, fake_llm_server, directory: Path) -> dict:
+    """The environment of a live daphne of these tests: the test database and the Celery worker when
+    the run has services, else a migrated SQLite file of its own in `directory`."""
     if services_mode():
         request.getfixturevalue("celery_worker_process")  # also sets up the test database
-        env = _services_env(fake_llm_server)
-    else:
-        env = _embedded_env(fake_llm_server, directory / "db.sqlite3")
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    log_path = directory / "daphne.log"
-    with log_path.open("wb") as log:
-        try:
-            port, process = start_daphne(env, stdout=log)
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}: {log_path.read_text()[-3000:]}")
-        yield f"http://127.0.0.1:{port}"
-        stop_process(process)
+        return _services_env(fake_llm_server)
+    env = _embedded_env(fake_llm_server, directory / "db.sqlite3")
+    migrate(env)
+    return env
+
+
+@contextlib.contextmanager
+def live_daphne(env: dict, directory: Path):
+    """The port of a daphne serving `env` for the block (a test failure with its log if it does not start)."""
+    try:
+        with serving_daphne(env, directory / "daphne.log") as (port, _process):
+            yield port
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -24,9 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.localprocs import start_daphne, stop_process
-
-from .conftest import ROOT, _embedded_env, _services_env, services_mode
+from .conftest import ROOT, live_daphne, live_server_env, services_mode
 
 pytest.importorskip("schemathesis", reason="needs schemathesis (requirements-dev.txt)")
 
@@ -50,29 +48,11 @@ if services_mode():
 def api_server(request, fake_llm_server, tmp_path_factory):
     """http://127.0.0.1:<port> of a live daphne."""
     directory = tmp_path_factory.mktemp("schemathesis-server")
-    if services_mode():
-        request.getfixturevalue("celery_worker_process")  # also sets up the test database
-        env = _services_env(fake_llm_server)
-    else:
-        env = _embedded_env(fake_llm_server, directory / "db.sqlite3")
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    env = live_server_env(request, fake_llm_server, directory)
     # Texts to speak of at most 60 characters keep each synthesis short on a loaded machine.
     env.update(NO_LIMITS, TTS_MAX_CHARS="60")
-    log_path = directory / "daphne.log"
-    with log_path.open("wb") as log:
-        try:
-            port, process = start_daphne(env, stdout=log)
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}: {log_path.read_text()[-3000:]}")
+    with live_daphne(env, directory) as port:
         yield f"http://127.0.0.1:{port}"
-        stop_process(process)
 
 
 def register(base_url: str, username: str) -> str:

@@ -6,8 +6,6 @@ import asyncio
 import json
 import select
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +17,7 @@ from websockets.frames import Opcode
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from devtools.localprocs import ROOT, child_env, start_daphne, stop_process
+from devtools.localprocs import child_env, migrate, serving_daphne
 from magicmirror.websocket_limits import MESSAGE_TOO_BIG, protocol_payload_limit
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads daphne's memory in /proc")
@@ -58,22 +56,11 @@ def register(base_url: str) -> str:
 def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("frame-limit")
     env = embedded_env(directory / "db.sqlite3")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    migrate(env)
     log_path = directory / "daphne.log"
-    with log_path.open("wb") as log:
-        port, process = start_daphne(env, stdout=log)
-        try:
-            cookie = register(f"http://127.0.0.1:{port}")
-            yield SimpleNamespace(port=port, pid=process.pid, cookie=cookie, log=log_path)
-        finally:
-            stop_process(process)
+    with serving_daphne(env, log_path) as (port, process):
+        cookie = register(f"http://127.0.0.1:{port}")
+        yield SimpleNamespace(port=port, pid=process.pid, cookie=cookie, log=log_path)
 
 
 class Memory:

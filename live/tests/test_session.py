@@ -11,48 +11,28 @@ import pytest
 
 from chat.models import Conversation, Message
 from devtools.fake_llm import Reply
-from live.protocol import AUDIO_HEADER, FRAME_HEADER_DESCRIPTION, Limits, SessionError
+from live.protocol import FRAME_HEADER_DESCRIPTION, Limits, SessionError
 from live.session import VoiceSession
 from magicmirror.errors import ApplicationError
 from speakers.models import Speaker, UserSettings
 from voice import jobs
 from voice.jobs import messages
 
+from .recording import Recorder
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 20
 
 
-class Client:
+class Client(Recorder):
     """The other end of the session: what it was sent, in order, and a way to wait for it."""
-
-    def __init__(self):
-        self.log: list[tuple] = []  # ("event", dict) or ("audio", (turn, sentence, seq), pcm)
-        self._changed = asyncio.Condition()
-
-    async def _add(self, entry):
-        self.log.append(entry)
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def emit(self, event):
-        await self._add(("event", event))
-
-    async def send_audio(self, frame):
-        await self._add(("audio", AUDIO_HEADER.unpack(frame[:12]), frame[12:]))
-
-    def events(self, kind=None):
-        return [e[1] for e in self.log if e[0] == "event" and (kind is None or e[1]["type"] == kind)]
 
     def frames(self):
         return [entry[1] for entry in self.log if entry[0] == "audio"]
 
     async def until(self, predicate, timeout=TIMEOUT):
-        async def wait():
-            async with self._changed:
-                await self._changed.wait_for(lambda: predicate(self.events()))
-
-        await asyncio.wait_for(wait(), timeout)
+        await self.wait_until(lambda log: predicate(self.events()), timeout)
         return self.events()
 
     async def until_event(self, kind, count=1, **fields):

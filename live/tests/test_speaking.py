@@ -7,49 +7,32 @@ import time
 
 import pytest
 
-from live.protocol import AUDIO_HEADER, Limits
+from live.protocol import Limits
 from live.speaking import ReplySpeaker
 from voice.jobs import messages
+
+from .recording import Recorder
 
 TIMEOUT = 10
 RATE = 22050
 _real_sleep = asyncio.sleep
 
 
-class FakeSession:
+class FakeSession(Recorder):
     """What ReplySpeaker uses of VoiceSession: everything sent lands in one ordered `log`."""
 
     def __init__(self, *, audio_lead_s=1000.0):
+        super().__init__()
         self.limits = Limits(audio_lead_s=audio_lead_s)
-        self.log: list[tuple] = []
         self.state = "thinking"
-        self._changed = asyncio.Condition()
-
-    async def _add(self, entry):
-        self.log.append(entry)
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def emit(self, event):
-        await self._add(("event", event))
-
-    async def send_audio(self, frame):
-        await self._add(("audio", AUDIO_HEADER.unpack(frame[:12]), frame[12:]))
 
     async def set_state(self, state):
         if state != self.state:
             self.state = state
-            await self._add(("state", state))
+            await self.record(("state", state))
 
     async def wait_for(self, predicate):
-        async def wait():
-            async with self._changed:
-                await self._changed.wait_for(lambda: predicate(self.log))
-
-        await asyncio.wait_for(wait(), TIMEOUT)
-
-    def events(self, kind=None):
-        return [e[1] for e in self.log if e[0] == "event" and (kind is None or e[1]["type"] == kind)]
+        await self.wait_until(predicate, TIMEOUT)
 
     def frames(self):
         return [(entry[1], entry[2]) for entry in self.log if entry[0] == "audio"]
@@ -246,7 +229,7 @@ async def test_a_sentence_without_audio_is_not_announced(tts):
 async def test_at_most_voice_tts_prefetch_sentences_synthesise_at_once(tts, settings, prefetch):
     settings.VOICE_TTS_PREFETCH = prefetch
     session = FakeSession()
-    texts = [f"Sentence {i}." for i in range(5)]
+    texts = [f"Sentence {word}." for word in ("one", "two", "three", "four", "five")]  # as the engine gets them
     for text in texts:
         tts.script(text, chunks=3, yield_between=True)
     speaker = ReplySpeaker(session, 2, speaker_id=None)
@@ -392,3 +375,30 @@ async def test_hushed_nothing_more_is_sent_and_spoken_is_final(tts):
     await asyncio.wait_for(speaker.cancel(), TIMEOUT)
     assert session.log == sent
     assert speaker.spoken == ["Hello there."]
+
+
+# -- text for the ear (voice/speech_text.py) --------------------------------------------------------
+async def test_the_engine_gets_the_text_for_the_ear_and_the_event_the_displayed_text(tts):
+    session = FakeSession()
+    speaker = ReplySpeaker(session, 7, speaker_id=None)
+    shown = "**注意** 🎉：见 https://example.com 。2024年3月5日14:30开会，涨了50%。"
+    speaker.add(shown)
+    await finish(speaker)
+    assert tts.calls == [("注意：见链接。二零二四年三月五日十四点三十分开会，涨了百分之五十。", None)]
+    events = [entry[1] for entry in session.log if entry[0] == "event" and entry[1]["type"] == "sentence"]
+    assert [e["text"] for e in events] == [shown]
+    assert speaker.spoken == [shown]
+
+
+async def test_a_sentence_with_nothing_for_the_ear_is_not_synthesised_but_counts_as_heard(tts):
+    session = FakeSession()
+    speaker = ReplySpeaker(session, 7, speaker_id=None)
+    for text in ["Look: 👀\n", "```python\n", "print(1)\n", "```\n", "https://example.com/docs\n", "Done."]:
+        speaker.add(text)
+    await finish(speaker)
+    # The fenced block and the emoji say nothing; a bare URL says "a link".
+    assert [text for text, _ in tts.calls] == ["Look:", "a link", "Done."]
+    assert speaker.heard_all
+    assert speaker.spoken == ["Look: 👀\n", "https://example.com/docs\n", "Done."]  # as shown, with audio
+    sentence_ids = [e[1]["sentence_id"] for e in session.log if e[0] == "event" and e[1]["type"] == "sentence"]
+    assert sentence_ids == [0, 4, 5]

@@ -9,52 +9,37 @@ from live.protocol import Limits
 from live.turn import Turn
 from magicmirror.errors import ApplicationError
 
+from .recording import Recorder
+
 TIMEOUT = 10
 
 
-class FakeSession:
+class FakeSession(Recorder):
     def __init__(self, *, voice_output=True, speaker_id=3, conversation_id=None):
         self.user = object()
         self.voice_output = voice_output
         self.speaker_id = speaker_id
         self.conversation_id = conversation_id
+        super().__init__()
         self.limits = Limits()
-        self.log: list[tuple] = []
         self.ended: list[Turn] = []
         self.block_on: str | None = None  # emit of this event type waits (a slow client)
         self.unblock = asyncio.Event()
-        self._changed = asyncio.Condition()
-
-    async def _add(self, entry):
-        self.log.append(entry)
-        async with self._changed:
-            self._changed.notify_all()
 
     async def emit(self, event):
-        await self._add(("event", event))
+        await super().emit(event)
         if event["type"] == self.block_on:
             await self.unblock.wait()
 
-    async def send_audio(self, frame):
-        await self._add(("audio", frame))
-
     async def set_state(self, state):
-        await self._add(("state", state))
+        await self.record(("state", state))
 
     async def turn_ended(self, turn):
         self.ended.append(turn)
 
     async def wait_for_event(self, kind, count=1):
         """Until `count` events of `kind` have been sent."""
-
-        async def wait():
-            async with self._changed:
-                await self._changed.wait_for(lambda: [e["type"] for e in self.events()].count(kind) >= count)
-
-        await asyncio.wait_for(wait(), TIMEOUT)
-
-    def events(self):
-        return [entry[1] for entry in self.log if entry[0] == "event"]
+        await self.wait_until(lambda log: len(self.events(kind)) >= count, TIMEOUT)
 
 
 class FakeSpeaker:

@@ -21,21 +21,6 @@ from . import backends, messages
 from .backends import JobNotStarted
 from .messages import TERMINAL_TYPES, new_job_id
 
-__all__ = [
-    "TERMINAL_TYPES",
-    "JobNotStarted",
-    "JobTimeout",
-    "asr_start",
-    "audio_end",
-    "audio_put",
-    "cancel",
-    "job_messages",
-    "new_reply_channel",
-    "recognize",
-    "synthesize",
-    "tts_start",
-]
-
 # While a job may rightly stay silent (the user is still talking), its channel is looked at this often.
 QUIET_POLL_S = 0.25
 
