@@ -266,3 +266,24 @@ def test_build_trt_engine_needs_a_gpu_host():
         pass
     with pytest.raises(CommandError, match="CUDA"):
         run("build_trt_engine")
+
+
+def test_synthesize_speaks_the_text_for_the_ear(tmp_path, monkeypatch):
+    from .test_tts import FakeEngine
+
+    heard = []
+
+    class Recording(FakeEngine):
+        def stream(self, text, voice=None):
+            heard.append(text)
+            yield from super().stream(text, voice)
+
+    monkeypatch.setitem(registry._engines, "default", Recording([b"\1\0" * 2205]))
+    run(
+        "synthesize",
+        "**Hi** there 🎉, see https://example.com at 9:30 am.",
+        "--out",
+        str(tmp_path / "o.wav"),
+        "--in-process",
+    )
+    assert heard == ["Hi there, see a link at nine thirty A M."]

@@ -226,3 +226,20 @@ async def test_stream_through_the_worker(api, settings, monkeypatch, celery_work
     data = b"".join(await body_parts(response))
     assert parse_stream_header(data)["rate"] == 22050
     assert rms(data[44:]) > 1000
+
+
+async def test_the_engine_reads_the_text_for_the_ear(api, monkeypatch):
+    heard = []
+
+    class Recording(FakeEngine):
+        def stream(self, text, voice=None):
+            heard.append(text)
+            yield from super().stream(text, voice)
+
+    monkeypatch.setitem(registry._engines, "default", Recording([b"\1\0" * 2205]))
+    for url in ("/api/tts/stream", "/api/tts"):
+        response = await post(api, url, {"text": "# 提醒\n- 明天**8:00**开会，带上50%的资料 😀"})
+        assert response.status_code == 200
+        if url.endswith("stream"):
+            await body_parts(response)  # the job runs while the body streams
+    assert heard == ["提醒\n明天八点开会，带上百分之五十的资料"] * 2
