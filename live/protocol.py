@@ -139,7 +139,7 @@ class ConfigureSerializer(serializers.Serializer):
 
     def validate_phrases(self, value):
         # The caps of POST /api/recognize (voice.asr.base), on the phrases the recogniser would use.
-        problem = phrases_problem([p.strip() for p in value if p.strip()]) if value else None
+        problem = phrases_problem(value) if value else None
         if problem:
             raise serializers.ValidationError(problem)
         return value
@@ -166,8 +166,7 @@ def parse_config(message: dict, *, start: bool) -> dict:
     serializer = ConfigureSerializer(data=message)
     if not serializer.is_valid():
         name, errors = next(iter(serializer.errors.items()))
-        detail = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
-        if isinstance(errors, dict):  # a list field: {index: [error]}
-            detail = "must be a list of words."
+        # A list field reports {index: [error]} for a bad item: say what the list must hold.
+        detail = errors[0] if isinstance(errors, list) else "must be a list of words."
         raise SessionError(f"{name} {detail}", code="invalid_config")
     return dict(serializer.validated_data)

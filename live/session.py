@@ -14,14 +14,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import Message
 from chat.selectors import conversation_get
 from chat.services.conversations import message_text_clean
 from chat.services.limits import turn_budget_take
-from magicmirror.dbasync import db_call
+from magicmirror.dbasync import cache_call, db_call
 from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
 
@@ -215,7 +214,7 @@ class VoiceSession:
         """Count the turn in the user's budget (shared with POST /api/chat and the user's other
         sockets); False, after an `error` event `rate_limited`, when it is spent."""
         try:
-            await sync_to_async(turn_budget_take, thread_sensitive=False)(user=self.user)
+            await cache_call(turn_budget_take, user=self.user)
         except ApplicationError as exc:
             error = {"type": "error", "code": exc.code, "message": exc.message}
             if utterance_id is not None:  # the transcript still reaches the client, saved nowhere

@@ -22,9 +22,10 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+
+from magicmirror.dbasync import cache_call
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class SocketSlot:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
-                if not await _in_thread(self.renew):
+                if not await cache_call(self.renew):
                     logger.warning("Voice socket slot %s lapsed and was taken by another socket.", self.key)
             except Exception:  # the cache is down: the slot may lapse, the socket goes on
                 logger.warning("Could not renew voice socket slot %s", self.key, exc_info=True)
@@ -68,7 +69,7 @@ class SocketSlot:
                 await self._keeper
             self._keeper = None
         if self.key:
-            await _in_thread(self.release)
+            await cache_call(self.release)
 
 
 def socket_slot_take(*, user) -> SocketSlot | None:
@@ -90,12 +91,7 @@ def socket_slot_take(*, user) -> SocketSlot | None:
 
 async def socket_slot_open(*, user) -> SocketSlot | None:
     """A slot for a socket being opened, renewed until `close()`; None: refuse the socket."""
-    slot = await _in_thread(socket_slot_take, user=user)
+    slot = await cache_call(socket_slot_take, user=user)
     if slot is not None:
         slot.keep()
     return slot
-
-
-async def _in_thread(func, /, *args, **kwargs):
-    # Cache calls block (a Redis round trip): off the event loop, and not behind the database's thread.
-    return await sync_to_async(func, thread_sensitive=False)(*args, **kwargs)

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 class SentenceAudio:
     """One sentence's synthesis job, its messages buffered until it is this sentence's turn to play."""
 
-    def __init__(self, sentence_id: int, text: str):
+    def __init__(self, sentence_id: int, text: str, ear: str):
         self.id, self.text = sentence_id, text
-        self.ear = text  # what the engine is given (voice/speech_text.py); `text` is what is shown
+        self.ear = ear  # what the engine is given (voice/speech_text.py); `text` is what is shown
         self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
@@ -53,8 +53,7 @@ class ReplySpeaker:
         self._ear = EarText()  # one per reply: it follows code fences across sentences
 
     def add(self, text: str) -> None:
-        sentence = SentenceAudio(self._count, text)
-        sentence.ear = self._ear.feed(text)
+        sentence = SentenceAudio(self._count, text, self._ear.feed(text))
         self._count += 1
         sentence.task = asyncio.create_task(self._synthesize(sentence))
         self._jobs.append(sentence)

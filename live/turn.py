@@ -44,7 +44,6 @@ class Turn:
         self.session, self.id, self.text, self.source = session, turn_id, text, source
         self.utterance_id, self.input_ended_at, self.trace_id = utterance_id, input_ended_at, trace_id
         self.speaker: ReplySpeaker | None = None
-        self.user_message_id: int | None = None  # once saved: the reply, if any, is saved after it
         self.reply_id: int | None = None  # the reply, once saved (whole, or cut short)
         self._saved_whole = False  # the LLM's reply ended before the cut: saved with all its text
         self._shown: list[str] = []
@@ -133,7 +132,6 @@ class Turn:
             await session.emit({"type": "conversation", "turn_id": self.id, **event["conversation"]})
         elif kind == "user_message":
             message = event["message"]
-            self.user_message_id = message["id"]
             if self.source == Message.Source.VOICE:
                 await session.emit(
                     {

@@ -35,3 +35,9 @@ async def db_call(func, /, *args, **kwargs):
     if settings.DB_ASYNC_THREADS <= 1:
         return await sync_to_async(func)(*args, **kwargs)
     return await sync_to_async(_call, thread_sensitive=False, executor=_pool())(func, args, kwargs)
+
+
+async def cache_call(func, /, *args, **kwargs):
+    """`await cache_call(f, ...)`: a blocking call that needs no database (a cache round trip to Redis)
+    off the event loop, in a thread of its own: not behind the database's threads."""
+    return await sync_to_async(func, thread_sensitive=False)(*args, **kwargs)

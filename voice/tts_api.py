@@ -37,7 +37,6 @@ from speakers.selectors import current_speaker_get, speaker_get
 
 from . import jobs
 from .jobs.runners import tts_text_clean
-from .speech_text import for_the_ear
 from .tts import TTSError
 
 logger = logging.getLogger(__name__)
@@ -109,9 +108,6 @@ def _checked(request, serializer_class) -> dict:
         text = tts_text_clean(data["text"])
     except TTSError as exc:
         raise ApplicationError(str(exc), code=exc.code) from None
-    # What the engine reads: no markdown, emoji or URLs, numbers as words. Nothing left (only an
-    # emoji, say): the engine gets the text as it is and says nothing, as before.
-    text = for_the_ear(text) or text
     speaker_id = data.get("speaker_id")
     speaker: Speaker | None
     if speaker_id is not None:

@@ -23,8 +23,10 @@ class ASRError(Exception):
 
 
 def phrases_problem(phrases: list[str]) -> str | None:
-    """How a list of (stripped, non-blank) phrases exceeds the caps, as the end of a sentence that
-    starts with "phrases " ("must hold at most 100 phrases."); None when it is within them."""
+    """How a list of phrases exceeds the caps (counted stripped, blanks left out, as the recogniser
+    uses them), as the end of a sentence that starts with "phrases " ("must hold at most 100
+    phrases."); None when it is within them."""
+    phrases = [phrase.strip() for phrase in phrases if phrase.strip()]
     if len(phrases) > MAX_PHRASES:
         return f"must hold at most {MAX_PHRASES} phrases."
     if any(len(phrase) > MAX_PHRASE_CHARS for phrase in phrases):

@@ -232,11 +232,12 @@ class VoskEngine(ASREngine):
             # Least recently used grammars first, this one last: drop recognisers until both bounds hold.
             grammars = [k for k in self._pool if k is not None]
             kept = sum(len(self._pool[k]) for k in grammars)
+            excess = len(grammars) - self.max_grammars
             for old in grammars[:-1]:
-                if len(grammars) <= self.max_grammars and kept <= self.max_grammar_recognizers:
+                if excess <= 0 and kept <= self.max_grammar_recognizers:
                     break
                 kept -= len(self._pool.pop(old))
-                grammars.remove(old)
+                excess -= 1
 
     def warm_up(self) -> None:
         """Decode a short spoken clip through each pooled recogniser so none is cold on first use.

@@ -18,6 +18,7 @@ from magicmirror import metrics
 from magicmirror.logging import current_trace_id
 
 from . import backends, messages
+from .audio_stream import END
 from .backends import JobNotStarted
 from .messages import TERMINAL_TYPES, new_job_id
 
@@ -74,7 +75,7 @@ async def audio_put(job_id: str, pcm: bytes) -> None:
 
 async def audio_end(job_id: str) -> None:
     """The utterance is over: the job answers with its final transcript."""
-    await backends.current().audio.put(job_id, b"")
+    await backends.current().audio.put(job_id, END)
 
 
 async def cancel(job_id: str) -> None:

@@ -18,6 +18,7 @@ from magicmirror.logging import log_context
 from speakers.models import Speaker
 
 from ..asr import ASRError, get_asr_engine
+from ..speech_text import for_the_ear
 from ..tts import TTSError, VoiceRef, get_tts_engine
 from . import backends, messages
 from .audio_stream import AudioTimeout
@@ -117,7 +118,11 @@ def tts_run(
         send({**message, "job_id": job_id, "t": time.time()})
 
     try:
+        # The limit is on the text as given; the engine reads it for the ear (no markdown, emoji or
+        # URLs; numbers as words), which may be longer. Nothing left (only an emoji): the engine gets
+        # the text as it is and says nothing. Already done for a live reply's sentences: a no-op there.
         text = tts_text_clean(text)
+        text = for_the_ear(text) or text
         engine = get_tts_engine(engine_name)
         voice = voice_ref_get(speaker_id=speaker_id)
         info = engine.voice_info(voice)

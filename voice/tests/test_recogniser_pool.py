@@ -7,6 +7,7 @@ to a few MB once used).
 """
 
 import functools
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -80,10 +81,14 @@ def test_the_most_recent_phrase_lists_keep_their_warm_recognisers(engine):
     for phrases in lists:
         with engine.open_stream(phrases) as stream:
             decode(stream, pcm("thanks.wav")[:16000])
-    with engine.open_stream(lists[-1]) as stream:
-        last = stream._rec
-    with engine.open_stream(lists[-1]) as again:
-        assert again._rec is last  # reused, not rebuilt
+    kept = [key for key in engine._pool if key is not None]
+    assert kept and len(kept) <= settings.VOSK_GRAMMAR_RECOGNIZERS
+    # The newest lists are the ones kept, in the order they were last used: the oldest went first.
+    assert kept == [json.dumps(phrases, ensure_ascii=False) for phrases in lists[-len(kept) :]]
+    with engine.open_stream(lists[-2]) as stream:
+        second_newest = stream._rec
+    with engine.open_stream(lists[-2]) as again:
+        assert again._rec is second_newest  # reused, not rebuilt
     assert grammar_recognizers(engine) <= settings.VOSK_GRAMMAR_RECOGNIZERS
 
 

@@ -243,3 +243,19 @@ async def test_the_engine_reads_the_text_for_the_ear(api, monkeypatch):
         if url.endswith("stream"):
             await body_parts(response)  # the job runs while the body streams
     assert heard == ["提醒\n明天八点开会，带上百分之五十的资料"] * 2
+
+
+async def test_a_text_within_the_limit_is_spoken_even_when_its_words_are_longer(api, settings, monkeypatch):
+    settings.TTS_MAX_CHARS = 40
+    heard = []
+
+    class Recording(FakeEngine):
+        def stream(self, text, voice=None):
+            heard.append(text)
+            yield from super().stream(text, voice)
+
+    monkeypatch.setitem(registry._engines, "default", Recording([b"\1\0" * 2205]))
+    text = "On 2024-03-05 at 14:30, 75% of 1200 km."  # 39 characters; far longer read as words
+    response = await post(api, "/api/tts", {"text": text})
+    assert response.status_code == 200, response.content[:300]
+    assert len(heard) == 1 and len(heard[0]) > settings.TTS_MAX_CHARS and "percent" in heard[0]

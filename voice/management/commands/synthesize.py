@@ -10,7 +10,6 @@ from django.test.utils import override_settings
 
 from speakers.models import Speaker
 from voice import jobs
-from voice.speech_text import for_the_ear
 
 
 async def _synthesize(**kwargs) -> tuple[list[bytes], dict | None]:
@@ -48,9 +47,7 @@ class Command(BaseCommand):
             raise CommandError(f"The folder {out_path.parent} does not exist.")
         # --in-process: for this command only (a command may run inside a longer-lived process).
         with override_settings(VOICE_JOBS_IN_PROCESS=True) if in_process else contextlib.nullcontext():
-            # As the site speaks it: no markdown, emoji or URLs, numbers as words (voice/speech_text.py).
-            spoken = for_the_ear(text) or text
-            chunks, last = async_to_sync(_synthesize)(text=spoken, speaker_id=speaker, engine_name=engine)
+            chunks, last = async_to_sync(_synthesize)(text=text, speaker_id=speaker, engine_name=engine)
         if last is None or last["type"] != "voice.tts.done":
             last = last or {}
             raise CommandError(f"Synthesis failed ({last.get('code')}): {last.get('message')}")

@@ -209,9 +209,11 @@ class CosyVoice2Engine(TTSEngine):
         if not sentences:
             return
         model = self._ensure_loaded()
+        spk_id = None  # registered once per stream (the default voice hashes its prompt file)
         for sentence in sentences:
             with self._lock:
-                spk_id = self._speaker_id(model, voice)
+                if spk_id is None:
+                    spk_id = self._speaker_id(model, voice)
                 yield from self._synthesise(model, sentence, spk_id)
 
     def _synthesise(self, model, sentence: str, spk_id: str) -> Iterator[bytes]:

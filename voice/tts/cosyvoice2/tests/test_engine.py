@@ -168,7 +168,9 @@ def test_closing_a_stream_early_releases_the_model(model_dir, make_voice):
     assert len(next(stream)) // 2 == FIRST_HOP_SAMPLES
     stream.close()
     assert standin.calls.closed_early == 1
-    chunks = list(engine.stream(SENTENCE, voice))  # would block if the lock were still held
+    assert engine._lock.acquire(timeout=10), "the closed stream still holds the engine's lock"
+    engine._lock.release()
+    chunks = list(engine.stream(SENTENCE, voice))
     assert len(chunks[0]) // 2 == FIRST_HOP_SAMPLES
     assert_upstream_idle(engine, standin)
 
