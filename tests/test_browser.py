@@ -66,8 +66,15 @@ def open_new_chat(page):
         page.goto("/")
     toggle = page.locator("#sidebar-toggle")
     if toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":  # phone width: a drawer
-        toggle.click()
-        expect(toggle).to_have_attribute("aria-expanded", "true")
+        # The drawer opens once the page's modules have attached its handler (a click before that,
+        # on a busy machine, does nothing): click again until it is open.
+        def opened():
+            if toggle.get_attribute("aria-expanded") == "true":
+                return True
+            toggle.click()
+            return toggle.get_attribute("aria-expanded") == "true"
+
+        wait_until(page, opened, message="the conversation drawer to open")
     page.click("#new-chat")
     voice_ready(page)
 
