@@ -9,9 +9,9 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from magicmirror.api import MultiPartParser
 from magicmirror.errors import NotFound
 from magicmirror.openapi import api_errors
+from magicmirror.parsers import MultiPartParser
 
 from .models import UserSettings
 from .selectors import speaker_get, speaker_list, user_settings_get

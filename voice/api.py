@@ -22,9 +22,10 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from magicmirror.api import MultiPartParser, TextField
+from magicmirror.api import TextField
 from magicmirror.errors import ApplicationError
 from magicmirror.openapi import api_errors
+from magicmirror.parsers import MultiPartParser
 
 from . import jobs
 from .asr.base import MAX_PHRASE_CHARS, MAX_PHRASES, SAMPLE_RATE, phrases_problem

@@ -1,4 +1,4 @@
-"""Request bodies (magicmirror.api.MultiPartParser): a multipart body must be multipart."""
+"""Request bodies (magicmirror.parsers.MultiPartParser): a multipart body must be multipart."""
 
 import pytest
 
@@ -58,7 +58,7 @@ class Trickle:
 
 @pytest.mark.parametrize("step", [1, 3, 7, 64])
 def test_the_check_reads_across_chunks(step):
-    from magicmirror.api import _MultipartShape
+    from magicmirror.parsers import _MultipartShape
 
     named = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="title"\r\n\r\nhi\r\n--{BOUNDARY}--\r\n'
     unnamed = f"--{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{BOUNDARY}--\r\n"

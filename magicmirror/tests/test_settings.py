@@ -154,3 +154,31 @@ def test_mysql_connection_is_utf8mb4_and_strict(user):
     assert Message.objects.get(conversation=conversation).content == text
     assert Conversation.objects.get(pk=conversation.pk).title == "镜子 🪞"
     assert django_settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+IMPORTED_BY_NAME = (
+    "CSRF_FAILURE_VIEW",
+    "ROOT_URLCONF",
+    "ASGI_APPLICATION",
+    "REST_FRAMEWORK.DEFAULT_PARSER_CLASSES",
+    "REST_FRAMEWORK.DEFAULT_SCHEMA_CLASS",
+    "REST_FRAMEWORK.EXCEPTION_HANDLER",
+)
+
+
+@pytest.mark.parametrize("name", IMPORTED_BY_NAME)
+def test_each_module_settings_name_imports_first(name):
+    # Django and DRF import these by name in whatever order their checks run (a set's order, which
+    # differs between machines): each must import as the first thing after setup, with no cycle.
+    script = (
+        "import django, importlib; django.setup(); from django.conf import settings; "
+        "from django.utils.module_loading import import_string; "
+        f"value = settings; path = {name!r}.split('.')\n"
+        "for part in path: value = value[part] if isinstance(value, dict) else getattr(value, part)\n"
+        "for dotted in value if isinstance(value, list) else [value]:\n"
+        "    importlib.import_module(dotted) if path == ['ROOT_URLCONF'] else import_string(dotted)\n"
+        "print('imported')"
+    )
+    result = run(["-c", script], DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("imported")
