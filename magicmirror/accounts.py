@@ -35,11 +35,19 @@ def too_many_attempts_page(view):
     return wrapped
 
 
+def submitted_username(group, request):
+    """The username a log-in attempt names: a form field, or a field of the JSON body on the API's
+    token route (a DRF request, whose `data` parses either)."""
+    data = request.data if hasattr(request, "data") else request.POST
+    value = data.get("username", "") if hasattr(data, "get") else ""
+    return value if isinstance(value, str) else ""
+
+
 def login_throttle(view):
-    """RATELIMIT_LOGIN on a log-in form's POSTs, per client IP and per submitted username, with the
-    429 page when over. The site's form and the admin's (magicmirror/urls.py) share the counters
-    (named groups), so switching forms gives no extra guesses."""
-    view = ratelimit(group="login:username", key="post:username", rate=login_rate, method="POST", block=True)(view)
+    """RATELIMIT_LOGIN on a log-in's POSTs, per client IP and per submitted username, with the 429
+    page (JSON under /api/) when over. The site's form, the admin's and POST /api/auth/token
+    (magicmirror/urls.py) share the counters (named groups), so switching doors gives no extra guesses."""
+    view = ratelimit(group="login:username", key=submitted_username, rate=login_rate, method="POST", block=True)(view)
     view = ratelimit(group="login:ip", key="ip", rate=login_rate, method="POST", block=True)(view)
     return too_many_attempts_page(view)
 

@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.utils.decorators import method_decorator
-from django_ratelimit.decorators import ratelimit
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import ObtainAuthToken
 
@@ -17,12 +16,10 @@ handler400 = "magicmirror.views.bad_request"
 handler404 = "magicmirror.views.not_found"
 handler500 = "magicmirror.views.server_error"
 
-token_view = method_decorator(ratelimit(key="ip", rate=accounts.login_rate, method="POST", block=True), name="post")(
-    ObtainAuthToken
-)
+token_view = method_decorator(accounts.login_throttle, name="post")(ObtainAuthToken)
 
-# The admin's log-in form is throttled like the site's, on the same counters (before admin.site.urls
-# below reads it).
+# The admin's log-in form and the API's token route are throttled like the site's log-in, on the same
+# counters (before admin.site.urls below reads it).
 admin.site.login = accounts.login_throttle(admin.site.login)
 
 api_patterns = [

@@ -1,5 +1,5 @@
-"""The admin's log-in form is throttled like the site's: per client IP and per submitted username,
-one budget for both forms (RATELIMIT_LOGIN)."""
+"""The admin's log-in form and the API's token route are throttled like the site's log-in: per client
+IP and per submitted username, one budget for all three (RATELIMIT_LOGIN)."""
 
 from types import SimpleNamespace
 
@@ -92,3 +92,32 @@ def test_showing_the_form_is_not_counted(staff):
     for _ in range(5):
         assert client.get(reverse("admin:login"), REMOTE_ADDR="10.0.0.1").status_code == 200
     assert admin_login(client, "root", PASSWORD).status_code == 302
+
+
+def token(client, username, password, ip="10.0.0.1"):
+    return client.post(
+        "/api/auth/token", {"username": username, "password": password}, content_type="application/json", REMOTE_ADDR=ip
+    )
+
+
+def test_the_token_route_limits_a_username_across_addresses(staff):
+    for n in range(3):
+        assert token(Client(), "root", "wrong", ip=f"10.0.3.{n}").status_code == 400
+    refused = token(Client(), "root", PASSWORD, ip="10.0.4.1")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+
+
+def test_the_token_route_shares_the_log_in_forms_budget(staff):
+    client = Client()
+    for _ in range(2):
+        assert admin_login(client, "root", "wrong").status_code == 200
+    assert token(Client(), "root", "wrong", ip="10.0.5.1").status_code == 400
+    assert token(Client(), "root", PASSWORD, ip="10.0.5.2").status_code == 429
+    assert_refused(admin_login(Client(), "root", PASSWORD, ip="10.0.5.3"))
+
+
+def test_a_token_body_that_is_not_an_object_is_a_clear_error(staff):
+    response = Client().post("/api/auth/token", "[1, 2]", content_type="application/json", REMOTE_ADDR="10.0.6.1")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"]
