@@ -39,7 +39,7 @@ def limit_websocket_payload(max_frame_bytes: int) -> None:
     """Make the daphne of this process refuse frames and messages over the protocol limit."""
     try:
         from daphne import server
-        from daphne.ws_protocol import WebSocketFactory
+        from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
     except ImportError:  # pragma: no cover - daphne is a dependency
         return
     if getattr(server, "WebSocketFactory", None) is None:
@@ -49,7 +49,23 @@ def limit_websocket_payload(max_frame_bytes: int) -> None:
         return
     limit = protocol_payload_limit(max_frame_bytes)
 
+    class PayloadLimitedWebSocketProtocol(WebSocketProtocol):
+        def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):  # noqa: N802 - autobahn's name
+            # autobahn's own "failing WebSocket connection" line goes to txaio, not to our logs: an
+            # operator should see who sent an oversized frame.
+            if code == MESSAGE_TOO_BIG and not isReply:
+                client = getattr(self, "client_addr", None)
+                logger.warning(
+                    "WebSocket closed with 1009: a frame or message over %d bytes from %s on %s",
+                    limit,
+                    "%s:%s" % tuple(client) if client else "?",
+                    getattr(self, "path", b"?").decode("ascii", "replace"),
+                )
+            super().sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=isReply)
+
     class PayloadLimitedWebSocketFactory(WebSocketFactory):
+        protocol = PayloadLimitedWebSocketProtocol
+
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.setProtocolOptions(maxFramePayloadSize=limit, maxMessagePayloadSize=limit, failByDrop=False)
