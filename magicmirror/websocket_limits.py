@@ -50,7 +50,7 @@ def limit_websocket_payload(max_frame_bytes: int) -> None:
     limit = protocol_payload_limit(max_frame_bytes)
 
     class PayloadLimitedWebSocketProtocol(WebSocketProtocol):
-        def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):  # noqa: N802 - autobahn's name
+        def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):
             # autobahn's own "failing WebSocket connection" line goes to txaio, not to our logs: an
             # operator should see who sent an oversized frame.
             if code == MESSAGE_TOO_BIG and not isReply:
@@ -58,7 +58,7 @@ def limit_websocket_payload(max_frame_bytes: int) -> None:
                 logger.warning(
                     "WebSocket closed with 1009: a frame or message over %d bytes from %s on %s",
                     limit,
-                    "%s:%s" % tuple(client) if client else "?",
+                    ":".join(map(str, client)) if client else "?",
                     getattr(self, "path", b"?").decode("ascii", "replace"),
                 )
             super().sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=isReply)
