@@ -194,6 +194,9 @@ async def test_one_huge_fragmented_message_is_refused(server):
         while sent < HUGE:
             sent += len(chunk)
             yield chunk
+            # Let the connection's reader run: websockets sees the server's close frame there, and the
+            # next send fails; on a quick loopback writes alone may never let it in.
+            await asyncio.sleep(0)
 
     async with websockets.connect(
         f"ws://127.0.0.1:{server.port}/ws/voice/",
