@@ -109,7 +109,7 @@ def wav_bytes():
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
+def celery_worker_process(django_db_setup, django_db_blocker, fake_llm_server):
     """A real Celery worker process against the test Redis and the test database.
 
     It serves the default, asr and tts queues with four threads (one process, so one loaded model
@@ -128,7 +128,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     if settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("no broker: the embedded default runs jobs in-process")
     # The worker is no test runner: it uses NAME itself, so its database settings name the test database.
-    env = child_env()
+    env = child_env(**fake_llm_server.settings())  # the memory job (default queue) asks the fake LLM
     name = f"test-{os.getpid()}@localhost"
     command = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-n", name, "-l", "warning"]
     queues = ",".join([settings.CELERY_TASK_DEFAULT_QUEUE, settings.VOICE_ASR_QUEUE, settings.VOICE_TTS_QUEUE])

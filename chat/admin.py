@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from .models import Conversation, Message
 
@@ -33,7 +34,7 @@ class ConversationAdmin(admin.ModelAdmin):
         queryset, _ = super().get_search_results(request, queryset, search_term)
         return queryset.distinct(), False
 
-    @admin.display(description="Messages")
+    @admin.display(description=_("messages"))
     def message_count(self, obj):
         return obj.messages.count()
 
@@ -58,6 +59,6 @@ class MessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="Content")
+    @admin.display(description=_("content"))
     def short_content(self, obj):
         return obj.content[:80]

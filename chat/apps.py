@@ -3,6 +3,7 @@ import logging
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import gettext_lazy as _
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def check_llm_configured(app_configs, **kwargs):
 class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "chat"
+    verbose_name = _("Chat")
 
     def ready(self):
         checks.register(check_llm_configured, checks.Tags.compatibility)

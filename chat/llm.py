@@ -155,3 +155,42 @@ async def complete(messages: list[dict], *, max_tokens: int = 64, model: str | N
         return (response.choices[0].message.content or "").strip()
     except Exception as exc:
         raise translate_error(exc) from exc
+
+
+# Structured output: json_schema where the server has it (OpenAI, vLLM, Ollama), else json_object
+# (DeepSeek), else plain text; a server that refused a format once is not asked with it again.
+_FORMATS_REFUSED: dict[str, int] = {}
+
+
+async def complete_structured(
+    messages: list[dict], *, name: str, schema: dict, max_tokens: int = 512, model: str | None = None
+) -> str:
+    """A non-streamed completion that should be a JSON object of `schema`; returns its text as the
+    server sent it (the caller parses and checks it: some servers wrap it in prose or code fences)."""
+    formats: list[dict | None] = [
+        {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+        {"type": "json_object"},
+        None,
+    ]
+    start = _FORMATS_REFUSED.get(settings.LLM_BASE_URL, 0)
+    for level in range(start, len(formats)):
+        body = {"response_format": formats[level]} if formats[level] else {}
+        try:
+            response = await _chat_completion(
+                model=model or settings.LLM_MODEL,
+                messages=messages,
+                stream=False,
+                temperature=0.0,
+                max_tokens=max_tokens,
+                **body,
+            )
+            return (response.choices[0].message.content or "").strip()
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if level == len(formats) - 1:
+                raise translate_error(exc) from exc
+            logger.info("The LLM refused response_format %s; trying the next", (formats[level] or {}).get("type"))
+            if "response_format" in str(exc):  # a refusal of the format itself, not of this request
+                _FORMATS_REFUSED[settings.LLM_BASE_URL] = level + 1
+        except Exception as exc:
+            raise translate_error(exc) from exc
+    raise LLMError("The language model sent a reply that could not be read.", code="llm_bad_response")

@@ -8,6 +8,13 @@ scripted per request: queue replies, delays, HTTP errors, malformed or dropped s
         llm.queue(Reply("你好！很高兴见到你。", ttft=0.3, tokens_per_s=30))
         ...  # point LLM_BASE_URL at llm.base_url
         llm.requests[-1]["messages"]  # what the client sent
+
+Requests for structured output (a `response_format`: the memory and summary jobs) are answered
+apart, by the name of their JSON schema, so they never take a reply queued for a chat turn:
+
+        llm.queue_structured("memory_update", {"add": ["叫小明"], "update": [], "remove": [], "confirm": []})
+        llm.queue_structured("memory_update", "not JSON at all")  # a malformed answer
+        llm.structured_requests["memory_update"][-1]["messages"]
 """
 
 import contextlib
@@ -34,7 +41,7 @@ class Reply:
     text: str
     ttft: float = 0.0  # seconds before the first token (streams) or the whole body
     tokens_per_s: float = 0.0  # 0 = as fast as possible
-    pause_after: int | None = None  # stream this many tokens, then wait for FakeLLMServer.release()
+    pause_after: int | None = None  # stream this many tokens (not streamed: none), then wait for release()
     drop_after: int | None = None  # stream this many tokens, then close the connection
     malformed_after: int | None = None  # stream this many tokens, then send a broken SSE event
 
@@ -52,6 +59,32 @@ class Hang:
     """Accept the request and send nothing for `seconds` (client time-outs)."""
 
     seconds: float
+
+
+def structured_name(body: dict, known) -> str | None:
+    """The schema name of a structured-output request: json_schema names it; a json_object request
+    (the client's fallback) names it in its system message, as the memory jobs' prompts do."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("name") or "json_schema"
+    system = " ".join(
+        m.get("content") or "" for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "system"
+    )
+    return next((name for name in known if name in system), "json_object")
+
+
+def default_structured(name: str, body: dict):
+    """What the fake answers a structured request nothing was queued for: no memory changes; a
+    summary that names the first message it was given (tests look for it in later requests)."""
+    if name == "memory_update":
+        return {"add": [], "update": [], "remove": [], "confirm": []}
+    if name == "conversation_summary":
+        text = body["messages"][-1]["content"] if body.get("messages") else ""
+        first = next((line for line in text.splitlines() if line.startswith(("user:", "assistant:"))), "")
+        return {"summary": f"SUMMARY OF: {first[:80]}"}
+    return {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,8 +138,28 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        behaviour = fake._next(body)
-        fake._record(body, dict(self.headers))
+        name = structured_name(body, fake.structured_names)
+        if name is not None:
+            if body["response_format"].get("type") == "json_schema" and not fake.json_schema_supported:
+                # As DeepSeek answers: the client falls back to json_object.
+                self._send_json(
+                    400,
+                    {
+                        "error": {
+                            "message": "This response_format type is unavailable now",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": "invalid_request_error",
+                        }
+                    },
+                )
+                fake._record_structured("refused", body)
+                return
+            behaviour = fake._next_structured(name, body)
+            fake._record_structured(name, body)
+        else:
+            behaviour = fake._next(body)
+            fake._record(body, dict(self.headers))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client went away
             self._respond(fake, body, behaviour)
 
@@ -129,6 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.ttft:
             time.sleep(reply.ttft)
         if not body.get("stream"):
+            if reply.pause_after is not None:  # the whole body waits for release()
+                fake._release.wait(30)
             self._send_json(
                 200,
                 {
@@ -210,8 +265,12 @@ class FakeLLMServer:
         self.api_key = api_key
         self.default = default or Reply("好的。")
         self.title_default = Reply("测试标题")
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # chat requests (streamed or not), structured ones apart
         self.headers: list[dict] = []
+        self.structured_requests: dict[str, list[dict]] = {}
+        self.structured_names = ["memory_update", "conversation_summary"]
+        self.json_schema_supported = True
+        self._structured: dict[str, list] = {}
         self.request_count = 0
         self._script: list = []
         self._lock = threading.Lock()
@@ -228,6 +287,16 @@ class FakeLLMServer:
         with self._lock:
             self._script.extend(behaviours)
 
+    def queue_structured(self, name: str, *answers):
+        """Answers for the next structured requests of schema `name`, in order: a dict or list (sent
+        as its JSON text), a str (sent as is: prose, code fences, garbage), or a Reply/ErrorReply/Hang."""
+        with self._lock:
+            self._structured.setdefault(name, []).extend(answers)
+
+    def wait_for_structured(self, name: str, count: int, timeout: float = 10.0) -> bool:
+        with self._got_request:
+            return self._got_request.wait_for(lambda: len(self.structured_requests.get(name, [])) >= count, timeout)
+
     def release(self):
         """Let a Reply(pause_after=...) continue."""
         self._release.set()
@@ -243,12 +312,28 @@ class FakeLLMServer:
             self.headers.clear()
             self.request_count = 0
             self._release.clear()
+            self._structured.clear()
+            self.structured_requests.clear()
+            self.json_schema_supported = True
 
     def _next(self, body):
         with self._lock:
             if self._script:
                 return self._script.pop(0)
             return self.default if body.get("stream") else self.title_default
+
+    def _next_structured(self, name, body):
+        with self._lock:
+            queued = self._structured.get(name)
+            answer = queued.pop(0) if queued else default_structured(name, body)
+        if isinstance(answer, Reply | ErrorReply | Hang):
+            return answer
+        return Reply(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
+
+    def _record_structured(self, name, body):
+        with self._got_request:
+            self.structured_requests.setdefault(name, []).append(body)
+            self._got_request.notify_all()
 
     def _record(self, body, headers):
         with self._got_request:

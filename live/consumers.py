@@ -13,10 +13,12 @@ from .session import VoiceSession
 from .sockets import SocketSlot, socket_slot_open
 
 
-def _vad_factory():
+def _vad_factory(silence_ms: int):
     from voice.asr.vad import EndOfUtteranceDetector
 
-    return EndOfUtteranceDetector.from_settings()
+    # The session's end-of-turn rule sets the silence that ends speech (VAD_SILENCE_MS, or the
+    # longer TURN_MAX_SILENCE_MS when the end-of-turn model decides first).
+    return EndOfUtteranceDetector.from_settings(silence_ms=silence_ms)
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):

@@ -4,12 +4,15 @@ Audio frames are checked (whole samples, no faster than real time beyond a burst
 the recogniser's 16 kHz and streamed to one recognition job per utterance (voice.jobs) while the
 user speaks; partials go to the client as they come, the final transcript starts a turn. In
 hands-free mode a VAD gate opens an utterance only when speech starts (with a short pre-roll, so
-the first syllable is not lost) and ends it after the silence that ends speech; speech starting
-while a reply plays is a barge-in (the session interrupts the reply).
+the first syllable is not lost) and ends it when the user's turn is over (live.turn_end: the
+end-of-turn model at a pause, or the silence rule); speech starting while a reply plays is a
+barge-in (the session pauses the reply, then interrupts or resumes it: live.barge_in). Each pause
+is reported to the session (it may start the reply early: live.preemptive).
 """
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -22,14 +25,21 @@ from voice.audio import StreamResampler
 from voice.jobs import messages
 
 from .protocol import SessionError
+from .turn_end import TurnEndPolicy, judge
+
+RECENT_BYTES = SAMPLE_RATE * 2 * 8  # the end-of-turn model hears the last 8 s
 
 if TYPE_CHECKING:
     from .session import VoiceSession
+
+logger = logging.getLogger(__name__)
 
 
 class VoiceActivityDetector(Protocol):
     speech_started: bool
     ended: bool
+    # EndOfUtteranceDetector also counts these (a detector without them never reports a pause).
+    # speech_ms: speech heard in the utterance; trailing_silence_ms: quiet since the last speech.
 
     def feed(self, pcm16k: bytes) -> None: ...
 
@@ -83,6 +93,14 @@ class HandsFreeGate:
     def speech_ended(self) -> bool:
         return self.vad.ended
 
+    @property
+    def speech_ms(self) -> int:
+        return getattr(self.vad, "speech_ms", 0)
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        return getattr(self.vad, "trailing_silence_ms", 0)
+
     def reset(self) -> None:
         self.vad.reset()
 
@@ -98,17 +116,28 @@ class Utterance:
         self.seconds = 0.0
         self.ended = False
         self.ended_at: float | None = None
+        self.speech_ended_at: float | None = None  # hands-free: when the speech before the end stopped
+        self.partial = ""  # the recogniser's latest partial transcript
+        self.recent = bytearray()  # the last seconds of audio (what the end-of-turn model hears)
         self.trace_id = new_trace_id()  # joins web and worker log lines of this turn
         self.listener: asyncio.Task | None = None
 
     async def start(self, phrases) -> None:
         self.channel = await jobs.new_reply_channel()
-        self.job_id = await jobs.asr_start(reply_to=self.channel, phrases=phrases, trace_id=self.trace_id)
+        self.job_id = await jobs.asr_start(
+            reply_to=self.channel,
+            phrases=phrases,
+            trace_id=self.trace_id,
+            language=getattr(self.session, "spoken_language", None),
+        )
         self.listener = asyncio.create_task(self._listen())
 
     async def feed(self, pcm16k: bytes) -> None:
         assert self.job_id is not None
         self.seconds += len(pcm16k) / 2 / SAMPLE_RATE
+        self.recent += pcm16k
+        if len(self.recent) > RECENT_BYTES:
+            del self.recent[: len(self.recent) - RECENT_BYTES]
         await jobs.audio_put(self.job_id, pcm16k)
 
     async def end(self) -> None:
@@ -128,10 +157,14 @@ class Utterance:
             async for message in stream:
                 kind = message["type"]
                 if kind == messages.ASR_PARTIAL:
+                    self.partial = message["text"]
                     await session.emit({"type": "partial", "utterance_id": self.id, "text": message["text"]})
+                    await session.on_partial(self, message["text"])
                 elif kind == messages.ASR_FINAL:
                     if self.ended_at is not None:
                         metrics.observe_transcript_latency(time.monotonic() - self.ended_at)
+                    if self.speech_ended_at is not None:
+                        metrics.observe_turn_stage("final", time.monotonic() - self.speech_ended_at)
                     await session.on_final(self, message["text"])
                 elif kind == messages.ASR_ERROR:
                     await session.on_utterance_error(self, message["code"], message["message"])
@@ -154,8 +187,20 @@ class Listening:
         self._resample = StreamResampler(SAMPLE_RATE, SAMPLE_RATE)
         self._bucket: TokenBucket | None = None
         self.gate: HandsFreeGate | None = None
+        self.policy: TurnEndPolicy | None = None
+        self.judging: asyncio.Task | None = None  # the end-of-turn model's call on the current pause
+        self._pause: object | None = None  # the pause going on in the open utterance, if any
+        # Audio frames and the model's verdict both end utterances: one at a time.
+        self._lock = asyncio.Lock()
 
-    def configure(self, *, sample_rate: int, gate: HandsFreeGate | None, fresh: bool = False) -> None:
+    def configure(
+        self,
+        *,
+        sample_rate: int,
+        gate: HandsFreeGate | None,
+        fresh: bool = False,
+        policy: TurnEndPolicy | None = None,
+    ) -> None:
         """The input's sample rate and the hands-free gate (None: push-to-talk). The resampler and the
         audio allowance are renewed only for a new rate or when `fresh` (a start): a configure message
         must not refill the allowance."""
@@ -167,8 +212,14 @@ class Listening:
             rate_bytes = sample_rate * 2 * self.session.limits.max_audio_rate
             self._bucket = TokenBucket(rate_bytes, burst_bytes=sample_rate * 2 * 2.0)  # 2 s burst
         self.gate = gate
+        if policy is not None:
+            self.policy = policy
 
     async def audio(self, pcm: bytes) -> None:
+        async with self._lock:
+            await self._audio(pcm)
+
+    async def _audio(self, pcm: bytes) -> None:
         if len(pcm) % 2:
             raise SessionError("Audio frames must hold whole 16-bit samples.", code="bad_audio_frame")
         assert self._bucket is not None, "configure() first"
@@ -193,13 +244,48 @@ class Listening:
         assert utterance is not None
         limit = self.session.limits.max_utterance_s
         if utterance.seconds + len(pcm16k) / 2 / SAMPLE_RATE > limit:
-            await self.end()
+            await self._end()
             raise SessionError(
                 f"Utterances are limited to {limit:g} seconds; this one was ended there.", code="utterance_too_long"
             )
         await utterance.feed(pcm16k)
-        if gate is not None and gate.speech_ended:
-            await self.end()
+        if gate is None:
+            return
+        if gate.speech_ended:
+            await self._end(reason=self.policy.silence_reason if self.policy else "silence_rule")
+            return
+        await self._follow_pauses(utterance, gate)
+
+    async def _follow_pauses(self, utterance: Utterance, gate: HandsFreeGate) -> None:
+        """Hands-free, after each frame: speech (barge-in length), a pause starting (the session may
+        prepare a reply; the model is asked), speech resuming (the pause is over)."""
+        silence_ms = gate.trailing_silence_ms
+        if silence_ms == 0:
+            await self.session.on_utterance_speech(utterance, gate.speech_ms)
+            if self._pause is not None:
+                self._pause = None  # the user goes on: a verdict on that pause no longer counts
+                await self.session.on_speech_resumed(utterance)
+            return
+        policy = self.policy
+        pause_ms = policy.pause_ms if policy is not None else None
+        if self._pause is not None or pause_ms is None or silence_ms < pause_ms:
+            return
+        pause = self._pause = object()
+        utterance.speech_ended_at = time.monotonic() - silence_ms / 1000
+        await self.session.on_pause(utterance)
+        if policy is not None and policy.model is not None:
+            self.judging = asyncio.create_task(self._judge(utterance, pause, policy))
+
+    async def _judge(self, utterance: Utterance, pause: object, policy: TurnEndPolicy) -> None:
+        assert policy.model is not None
+        try:
+            probability = await judge(policy.model, bytes(utterance.recent))
+        except Exception:  # the model failing must not end the session: the silence limit still ends it
+            logger.exception("The end-of-turn model failed")
+            return
+        async with self._lock:
+            if self.utterance is utterance and self._pause is pause and probability >= policy.threshold:
+                await self._end(reason="model")
 
     async def _begin(self) -> None:
         self._count += 1
@@ -209,13 +295,25 @@ class Listening:
         await self.session.set_state("listening")
 
     async def end(self) -> None:
-        """The end of the open utterance (audio_end, the VAD, the length limit): its final comes."""
+        """The end of the open utterance (audio_end, the length limit): its final comes."""
+        async with self._lock:
+            await self._end()
+
+    async def _end(self, reason: str | None = None) -> None:
+        """`reason` (hands-free): what declared the end of the turn (model, silence_limit, silence_rule)."""
         utterance = self.utterance
         if utterance is None:
             return
         self.utterance = None
+        self._pause = None
         if self.gate is not None:
+            if utterance.speech_ended_at is None or reason != "model":
+                utterance.speech_ended_at = time.monotonic() - self.gate.trailing_silence_ms / 1000
             self.gate.reset()
+        if reason is not None:
+            metrics.turn_ended(reason)
+            if utterance.speech_ended_at is not None:
+                metrics.observe_turn_stage("turn_end", time.monotonic() - utterance.speech_ended_at)
         await utterance.end()
         if self.session.state == "listening":
             await self.session.set_state("thinking")
@@ -227,6 +325,8 @@ class Listening:
 
     async def close(self) -> None:
         """The client went away: end and stop listening to the open utterance."""
+        if self.judging is not None:
+            self.judging.cancel()
         if self.utterance is not None:
             utterance, self.utterance = self.utterance, None
             with contextlib.suppress(Exception):  # the session is closing: nothing to report to

@@ -6,6 +6,10 @@ stages: listening (audio in -> utterances), turn (a message -> the reply's event
 interruption is one path: cancel the turn's task; every stage drops its pending work, the reply
 is saved with what was actually spoken, and only then is the interruption acknowledged.
 
+Hands-free turn-taking: the end of a turn is decided by live.turn_end (in listening); at a pause
+the reply may be prepared already (live.preemptive); speech over a reply pauses it first and
+interrupts it only when it is long enough or has words (live.barge_in), else the reply resumes.
+
 See docs/protocol.md for the frames.
 """
 
@@ -20,13 +24,18 @@ from chat.models import Message
 from chat.selectors import conversation_get
 from chat.services.conversations import message_text_clean
 from chat.services.limits import turn_budget_take
+from magicmirror import metrics
 from magicmirror.dbasync import cache_call, db_call
 from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
+from voice.tts.base import language_code
 
+from .barge_in import BargeInRule
 from .listening import HandsFreeGate, Listening, Utterance, VoiceActivityDetector
+from .preemptive import PreparedReply
 from .protocol import FRAME_HEADER_DESCRIPTION, PROTOCOL_VERSION, Limits, SessionError, parse_config
 from .turn import Turn
+from .turn_end import EndOfTurnModel, TurnEndPolicy
 
 
 class VoiceSession:
@@ -36,8 +45,11 @@ class VoiceSession:
         user,
         emit: Callable[[dict], Awaitable[None]],
         send_audio: Callable[[bytes], Awaitable[None]],
-        vad_factory: Callable[[], VoiceActivityDetector] | None = None,
+        vad_factory: Callable[[int], VoiceActivityDetector] | None = None,
+        turn_model: EndOfTurnModel | None = None,
     ):
+        """`vad_factory(silence_ms)`: a hands-free VAD ending speech after that much quiet.
+        `turn_model`: the end-of-turn model (default: Smart Turn, when TURN_DETECTION asks for it)."""
         self.user = user
         self.emit = emit
         self.send_audio = send_audio
@@ -47,6 +59,7 @@ class VoiceSession:
         self.speaker_id = None
         self.mode = "ptt"
         self.voice_output = True
+        self.spoken_language: str | None = None  # "I speak": recognition model, voice tie-breaker
         self.phrases: list[str] | None = None
         self.state = "idle"
         self.listening = Listening(self)
@@ -54,6 +67,12 @@ class VoiceSession:
         self._turn_task: asyncio.Task | None = None
         self._turn: Turn | None = None
         self._turn_count = 0
+        self._turn_model = turn_model
+        self.policy: TurnEndPolicy | None = None
+        self.barge_in = BargeInRule.from_settings()
+        self.preemptive = False
+        self._prepared: PreparedReply | None = None
+        self._paused_turn: Turn | None = None  # the reply a barge-in paused, until it resumes or is cut
 
     # -- the client's messages ---------------------------------------------------------------------
     async def dispatch(self, message: dict) -> None:
@@ -94,10 +113,14 @@ class VoiceSession:
     async def start(self, message: dict) -> dict:
         config = parse_config(message, start=True)
         self.limits = Limits()  # settings as they are when the session starts
+        self.policy = await asyncio.to_thread(TurnEndPolicy.from_settings, self._turn_model)  # may load the model
+        self.barge_in = BargeInRule.from_settings()
+        self.preemptive = settings.TURN_PREEMPTIVE
         user_settings = await db_call(user_settings_get, user=self.user)
         self.mode = user_settings.input_mode
         self.voice_output = user_settings.voice_output
         self.speaker_id = user_settings.current_speaker_id
+        self.spoken_language = user_settings.spoken_language or language_code(settings.LANGUAGE_CODE)
         await self._apply(config, fresh=True)
         self.started = True
         return await self.ready_event()
@@ -117,9 +140,13 @@ class VoiceSession:
         if self._vad_factory is not None and mode == "handsfree":
             # The gate in use keeps listening (an open utterance is still ended by the silence after it).
             kept = None if fresh else self.listening.gate
-            gate = kept or HandsFreeGate(self._vad_factory(), preroll_s=settings.VOICE_PREROLL_SECONDS)
+            silence_ms = self.policy.silence_ms if self.policy is not None else settings.VAD_SILENCE_MS
+            gate = kept or HandsFreeGate(self._vad_factory(silence_ms), preroll_s=settings.VOICE_PREROLL_SECONDS)
         self.listening.configure(
-            sample_rate=config.get("sample_rate", self.listening.sample_rate), gate=gate, fresh=fresh
+            sample_rate=config.get("sample_rate", self.listening.sample_rate),
+            gate=gate,
+            fresh=fresh,
+            policy=self.policy,
         )
         for name in ("conversation_id", "speaker_id", "mode", "voice_output", "phrases"):
             if name in config:
@@ -149,6 +176,7 @@ class VoiceSession:
                 "frame_header": FRAME_HEADER_DESCRIPTION,
             },
             "engines": {"asr": settings.VOICE_ASR_ENGINE, "tts": list(settings.VOICE_TTS_ENGINES)},
+            "spoken_language": self.spoken_language,
             "limits": self.limits.as_dict(),
         }
 
@@ -159,26 +187,100 @@ class VoiceSession:
 
     # -- from the listening stage ----------------------------------------------------------------
     async def on_speech_started(self) -> None:
-        if self.turn_running:
-            await self.interrupt()  # barge-in: the user talks over the reply
+        """Hands-free speech while a reply runs: pause it (a cough must not cut it), or interrupt at once."""
+        if not self.turn_running:
+            return
+        turn = self._turn
+        if self.barge_in.pauses_first and turn is not None and turn.speaker is not None:
+            if self._paused_turn is None:
+                self._paused_turn = turn
+                turn.speaker.pause()
+                await self.emit({"type": "reply_paused", "turn_id": turn.id})
+            return
+        await self.interrupt()  # barge-in: the user talks over the reply
+
+    async def on_utterance_speech(self, utterance: Utterance, speech_ms: int) -> None:
+        """Hands-free: the open utterance has this much speech so far."""
+        if self._paused_turn is not None and self.barge_in.long_enough(speech_ms):
+            await self._barge_in_confirmed()
+
+    async def on_partial(self, utterance: Utterance, text: str) -> None:
+        turn = self._paused_turn
+        if turn is not None and self.barge_in.words_interrupt(text, turn.shown_text):
+            await self._barge_in_confirmed()
+
+    async def _barge_in_confirmed(self) -> None:
+        self._paused_turn = None
+        metrics.barge_in_outcome("interrupted")
+        await self.interrupt()
+
+    async def _resume_paused_reply(self) -> None:
+        """The speech over the reply was no interruption (no words, too short): the reply goes on."""
+        turn, self._paused_turn = self._paused_turn, None
+        if turn is None:
+            return
+        metrics.barge_in_outcome("resumed")
+        if turn is self._turn and self.turn_running and turn.speaker is not None:
+            turn.speaker.resume()
+            await self.emit({"type": "reply_resumed", "turn_id": turn.id})
+
+    async def on_pause(self, utterance: Utterance) -> None:
+        """Hands-free: the user paused (TURN_PAUSE_MS). Prepare the reply to what was said so far."""
+        text = utterance.partial.strip()
+        if not self.preemptive or not text or self.turn_running:
+            return
+        if self._prepared is not None and self._prepared.outcome is None and self._prepared.text == text:
+            return
+        self._discard_prepared()
+        self._prepared = PreparedReply(
+            user=self.user,
+            conversation_id=self.conversation_id,
+            text=text,
+            speaker_id=self.speaker_id,
+            voice_output=self.voice_output,
+        )
+
+    async def on_speech_resumed(self, utterance: Utterance) -> None:
+        self._discard_prepared()  # the user goes on: the prepared reply answers too little
+
+    def _discard_prepared(self) -> None:
+        if self._prepared is not None:
+            self._prepared.discard()
+            self._prepared = None
+
+    def _take_prepared(self, text: str) -> PreparedReply | None:
+        """The prepared reply if it was for this transcript (the turn still checks the messages)."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.outcome is None and prepared.text.split() == text.split():
+            return prepared
+        if prepared is not None:
+            prepared.discard()
+        return None
 
     async def on_final(self, utterance: Utterance, text: str) -> None:
         if not text.strip():
+            self._discard_prepared()
             await self.emit({"type": "final", "utterance_id": utterance.id, "text": "", "message_id": None})
+            await self._resume_paused_reply()
             if not self.turn_running:
                 await self.set_state("idle")
             return
+        speech_ended_at = utterance.speech_ended_at
         await self.start_turn(
             text,
             Message.Source.VOICE,
             utterance_id=utterance.id,
-            input_ended_at=utterance.ended_at,
+            input_ended_at=speech_ended_at or utterance.ended_at,
             trace_id=utterance.trace_id,
+            speech_ended_at=speech_ended_at,
+            prepared=self._take_prepared(text),
         )
 
     async def on_utterance_error(self, utterance: Utterance, code: str, message: str) -> None:
         self.listening.forget(utterance)
+        self._discard_prepared()
         await self.emit({"type": "error", "code": code, "message": message, "utterance_id": utterance.id})
+        await self._resume_paused_reply()
         if not self.turn_running:
             await self.set_state("idle")
 
@@ -191,9 +293,23 @@ class VoiceSession:
         text = message_text_clean(text)
         await self.start_turn(text, Message.Source.TEXT, input_ended_at=time.monotonic())
 
-    async def start_turn(self, text: str, source, *, utterance_id=None, input_ended_at=None, trace_id=None):
+    async def start_turn(
+        self,
+        text: str,
+        source,
+        *,
+        utterance_id=None,
+        input_ended_at=None,
+        trace_id=None,
+        speech_ended_at=None,
+        prepared: PreparedReply | None = None,
+    ):
         if not await self._turn_budget_take(text, utterance_id=utterance_id):
+            if prepared is not None:
+                prepared.discard()
+            await self._resume_paused_reply()
             return  # refused: no LLM call, and a reply that is playing goes on
+        self._paused_turn = None
         if self.turn_running:
             await self.interrupt()  # one turn at a time: new input replaces the running reply
         self._turn_count += 1
@@ -206,6 +322,8 @@ class VoiceSession:
             utterance_id=utterance_id,
             input_ended_at=input_ended_at,
             trace_id=trace_id,
+            speech_ended_at=speech_ended_at,
+            prepared=prepared,
         )
         self._turn = turn
         self._turn_task = asyncio.create_task(turn.run())
@@ -251,6 +369,7 @@ class VoiceSession:
     async def close(self) -> None:
         """The client went away: stop listening; cut the reply short (it is saved)."""
         await self.listening.close()
+        self._discard_prepared()
         task = self._turn_task
         if task is not None and not task.done():
             task.cancel()

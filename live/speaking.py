@@ -9,6 +9,7 @@ what is heard quickly.
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
 class SentenceAudio:
     """One sentence's synthesis job, its messages buffered until it is this sentence's turn to play."""
 
-    def __init__(self, sentence_id: int, text: str, ear: str):
+    def __init__(self, sentence_id: int, text: str, ear: str, prepared=None):
         self.id, self.text = sentence_id, text
+        self.prepared = prepared  # job messages synthesised ahead (live.preemptive), instead of a new job
         self.ear = ear  # what the engine is given (voice/speech_text.py); `text` is what is shown
         self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
         self.task: asyncio.Task | None = None
@@ -50,10 +52,17 @@ class ReplySpeaker:
         self._player = asyncio.create_task(self._play())
         self._clock_start: float | None = None
         self._audio_seconds = 0.0
-        self._ear = EarText()  # one per reply: it follows code fences across sentences
+        # One per reply: it follows code fences across sentences. Numbers are left to the job, which
+        # writes them as words for the engines without a text frontend of their own.
+        self._ear = EarText(getattr(session, "spoken_language", None), numbers=False)
+        self._playing = asyncio.Event()  # cleared while a barge-in pauses the reply (live.barge_in)
+        self._playing.set()
+        self._paused_at: float | None = None
+        self.on_first_audio: Callable[[], None] | None = None  # called once, as the first audio frame goes out
 
-    def add(self, text: str) -> None:
-        sentence = SentenceAudio(self._count, text, self._ear.feed(text))
+    def add(self, text: str, audio=None) -> None:
+        """The next sentence; `audio`: its synthesis messages, already under way (preemptive)."""
+        sentence = SentenceAudio(self._count, text, self._ear.feed(text), prepared=audio)
         self._count += 1
         sentence.task = asyncio.create_task(self._synthesize(sentence))
         self._jobs.append(sentence)
@@ -68,6 +77,20 @@ class ReplySpeaker:
         """No more sentences: returns when the last one has been sent."""
         self.sentences.put_nowait(None)
         await self._player
+
+    def pause(self) -> None:
+        """Send no more audio until resume(); the client pauses what it has (barge-in)."""
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+            self._playing.clear()
+
+    def resume(self) -> None:
+        """Go on where it paused; the pacing clock skips the pause."""
+        if self._paused_at is not None:
+            if self._clock_start is not None:
+                self._clock_start += time.monotonic() - self._paused_at
+            self._paused_at = None
+            self._playing.set()
 
     def hush(self) -> None:
         """Send nothing more from now on (synchronous: `spoken` is final once this returns)."""
@@ -84,8 +107,11 @@ class ReplySpeaker:
             if self.failed or not sentence.ear:  # nothing to say (only an emoji, a URL, code): no job
                 sentence.queue.put_nowait(None)
                 return
+            source = sentence.prepared or jobs.synthesize(
+                text=sentence.ear, speaker_id=self.speaker_id, language=getattr(self.session, "spoken_language", None)
+            )
             try:
-                async for message in jobs.synthesize(text=sentence.ear, speaker_id=self.speaker_id):
+                async for message in source:
                     sentence.queue.put_nowait(message)
             finally:
                 sentence.queue.put_nowait(None)
@@ -97,6 +123,7 @@ class ReplySpeaker:
             while (message := await sentence.queue.get()) is not None:
                 kind = message["type"]
                 if kind == messages.TTS_CHUNK:
+                    await self._playing.wait()
                     if not started:
                         started = True
                         self.spoken.append(sentence.text)
@@ -106,8 +133,12 @@ class ReplySpeaker:
                     if self.input_ended_at is not None:
                         metrics.observe_ttfa(time.monotonic() - self.input_ended_at, self.source)
                         self.input_ended_at = None  # the first audio of the turn only
+                        if self.on_first_audio is not None:
+                            self.on_first_audio()
                     await session.send_audio(audio_frame(self.turn_id, sentence.id, message["seq"], message["pcm"]))
                     self._audio_seconds += len(message["pcm"]) / 2 / message["sample_rate"]
+                elif kind == messages.TTS_DONE and message.get("unspoken"):
+                    await self._notice_unspoken(message["unspoken"])
                 elif kind == messages.TTS_ERROR and not self.failed:
                     self.failed = True  # a dead worker fails every later sentence too: say it once
                     await session.emit(
@@ -122,6 +153,24 @@ class ReplySpeaker:
             if started:
                 await session.emit({"type": "sentence_end", "turn_id": self.turn_id, "sentence_id": sentence.id})
 
+    async def _notice_unspoken(self, unspoken: list[dict]) -> None:
+        """A sentence no engine speaks is shown, not spoken: say so once per session and language."""
+        noticed = self.session.__dict__.setdefault("unspoken_languages", set())
+        for language in dict.fromkeys(u["language"] for u in unspoken):
+            if language in noticed:
+                continue
+            noticed.add(language)
+            await self.session.emit(
+                {
+                    "type": "notice",
+                    "code": "tts_language_unsupported",
+                    "language": language,
+                    "turn_id": self.turn_id,
+                    "message": f"No voice here speaks this language ({language}): such sentences are shown, "
+                    "not spoken.",
+                }
+            )
+
     def _sentence_event(self, sentence: SentenceAudio, first_chunk: dict) -> dict:
         event = {
             "type": "sentence",
@@ -131,7 +180,7 @@ class ReplySpeaker:
             "sample_rate": first_chunk["sample_rate"],
         }
         # The first chunk of a job names the engine and voice that speak.
-        event.update({k: first_chunk[k] for k in ("engine", "voice", "clones") if k in first_chunk})
+        event.update({k: first_chunk[k] for k in ("engine", "voice", "clones", "language") if k in first_chunk})
         return event
 
     async def _pace(self) -> None:

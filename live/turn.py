@@ -10,12 +10,14 @@ reply's audio still plays, finds the reply saved whole: the turn then updates it
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from chat.models import Message
 from chat.services.replies import reply_mark_interrupted, reply_stream
+from magicmirror import metrics
 from magicmirror.dbasync import db_call
 from magicmirror.errors import ApplicationError
 from magicmirror.logging import bind_trace
@@ -24,6 +26,7 @@ from voice.text import SentenceSplitter, join_sentences
 from .speaking import ReplySpeaker
 
 if TYPE_CHECKING:
+    from .preemptive import PreparedReply
     from .session import VoiceSession
 
 logger = logging.getLogger(__name__)
@@ -40,9 +43,16 @@ class Turn:
         utterance_id=None,
         input_ended_at=None,
         trace_id=None,
+        speech_ended_at=None,
+        prepared: "PreparedReply | None" = None,
     ):
         self.session, self.id, self.text, self.source = session, turn_id, text, source
         self.utterance_id, self.input_ended_at, self.trace_id = utterance_id, input_ended_at, trace_id
+        # Hands-free: the end of the user's speech, from which the stage latencies are measured.
+        self.speech_ended_at = speech_ended_at
+        self.prepared = prepared  # a reply started at the user's pause (live.preemptive), if any
+        self._stages_seen: set[str] = set()
+        self._shown_spoken = False  # a first piece went to the speaker
         self.speaker: ReplySpeaker | None = None
         self.reply_id: int | None = None  # the reply, once saved (whole, or cut short)
         self._saved_whole = False  # the LLM's reply ended before the cut: saved with all its text
@@ -50,6 +60,11 @@ class Turn:
         self._splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
         )
+
+    @property
+    def shown_text(self) -> str:
+        """The reply's text so far (barge-in tells the reply's own echo from the user's words with it)."""
+        return "".join(self._shown)
 
     def what_was_said(self) -> str:
         """What to save when the turn is cut short: the sentences heard (or the text shown, without voice).
@@ -65,7 +80,7 @@ class Turn:
         self._saved_whole = True  # the LLM has finished: reply_stream saves the reply whole next
         if self.speaker is not None:
             for piece in self._splitter.flush():
-                self.speaker.add(piece)
+                self._add_sentence(piece)
 
     async def run(self) -> None:
         session = self.session
@@ -74,6 +89,7 @@ class Turn:
             self.speaker = ReplySpeaker(
                 session, self.id, session.speaker_id, input_ended_at=self.input_ended_at, source=self.source
             )
+            self.speaker.on_first_audio = lambda: self._stage("first_audio")
         events = reply_stream(
             user=session.user,
             conversation_id=session.conversation_id,
@@ -83,6 +99,7 @@ class Turn:
             content_on_interrupt=self.what_was_said,
             on_reply_complete=self._speak_the_rest,
             on_reply_saved=self._reply_saved,
+            start_llm=self.prepared.stream_for if self.prepared is not None else None,
         )
         cut = False
         try:
@@ -103,12 +120,27 @@ class Turn:
             )
         finally:
             await events.aclose()  # saves what arrived if the turn was cut short
+            if self.prepared is not None:
+                self.prepared.discard()  # unused (or what is left of it: its LLM read, its synthesis)
             if self.speaker is not None:
                 if cut:  # shielded, as reply_stream's own save: a second cancellation cannot lose it
                     await asyncio.shield(self._stop_speaking_and_keep_what_was_heard(self.speaker))
                 else:
                     await self.speaker.cancel()
         await session.turn_ended(self)
+
+    def _stage(self, stage: str) -> None:
+        """A hands-free turn reached `stage` (the first time counts)."""
+        if self.speech_ended_at is not None and stage not in self._stages_seen:
+            self._stages_seen.add(stage)
+            metrics.observe_turn_stage(stage, time.monotonic() - self.speech_ended_at)
+
+    def _add_sentence(self, piece: str) -> None:
+        assert self.speaker is not None
+        self._stage("first_sentence")
+        audio = self.prepared.audio_for(piece) if self.prepared is not None and not self._shown_spoken else None
+        self._shown_spoken = True
+        self.speaker.add(piece, audio=audio)
 
     def _reply_saved(self, message_id: int) -> None:
         self.reply_id = message_id
@@ -145,11 +177,12 @@ class Turn:
                 {"type": "turn", "turn_id": self.id, "user_message_id": message["id"], "source": self.source}
             )
         elif kind == "delta":
+            self._stage("llm_first_token")
             self._shown.append(event["text"])
             await session.emit({"type": "delta", "turn_id": self.id, "text": event["text"]})
             if self.speaker is not None:
                 for piece in self._splitter.feed(event["text"]):
-                    self.speaker.add(piece)
+                    self._add_sentence(piece)
         elif kind == "done":
             # The last sentence went to synthesis when the LLM finished (_speak_the_rest).
             message = event["message"]

@@ -10,6 +10,14 @@ Where each metric is observed:
 * mm_time_to_first_audio_seconds{source} the voice session: end of the user's speech (or a typed message)
                                          -> first reply audio frame sent (call observe_ttfa)
 * mm_transcript_latency_seconds          the voice session: end of speech -> final transcript
+* mm_turn_stage_seconds{stage}           hands-free voice turns, from the end of the user's speech to:
+                                         turn_end (end of turn declared), final (final transcript),
+                                         llm_first_token, first_sentence (first speakable piece ready),
+                                         first_audio (first reply audio frame sent)
+* mm_turn_ends_total{reason}             hands-free ends of turn: model, silence_limit, silence_rule
+* mm_turn_model_seconds                  one Smart Turn call (features + inference, in its thread)
+* mm_preemptive_generations_total{outcome} replies started at a pause: used or discarded
+* mm_barge_ins_total{outcome}            replies paused by user speech: interrupted or resumed
 * mm_voice_sessions_active               the voice WebSocket consumer (session_opened/session_closed)
 * mm_voice_queue_depth{queue}            collected at scrape time: Redis LLEN of the asr/tts/default queues
 * process_* / python_*                   prometheus-client's default collectors
@@ -59,6 +67,23 @@ TIME_TO_FIRST_AUDIO = Histogram(
 TRANSCRIPT_LATENCY = Histogram(
     "mm_transcript_latency_seconds", "End of speech to the final transcript.", buckets=LATENCY_BUCKETS
 )
+TURN_STAGE = Histogram(
+    "mm_turn_stage_seconds",
+    "Hands-free voice turn: end of the user's speech to each stage (turn_end, final, llm_first_token, "
+    "first_sentence, first_audio).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+TURN_ENDS = Counter("mm_turn_ends", "Hands-free ends of turn, by what decided them.", ["reason"])
+TURN_MODEL = Histogram(
+    "mm_turn_model_seconds",
+    "One end-of-turn model call (features and inference).",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0),
+)
+PREEMPTIVE = Counter(
+    "mm_preemptive_generations", "Replies started at a pause before the turn ended, by outcome.", ["outcome"]
+)
+BARGE_INS = Counter("mm_barge_ins", "Replies paused by user speech, by outcome.", ["outcome"])
 SESSIONS_ACTIVE = Gauge("mm_voice_sessions_active", "Open voice WebSocket sessions (this process).")
 
 METRIC_NAMES = (
@@ -69,6 +94,11 @@ METRIC_NAMES = (
     "mm_tts_real_time_factor",
     "mm_time_to_first_audio_seconds",
     "mm_transcript_latency_seconds",
+    "mm_turn_stage_seconds",
+    "mm_turn_ends_total",
+    "mm_turn_model_seconds",
+    "mm_preemptive_generations_total",
+    "mm_barge_ins_total",
     "mm_voice_sessions_active",
     "mm_voice_queue_depth",
 )
@@ -101,6 +131,31 @@ def observe_ttfa(seconds: float, source: str = "voice") -> None:
 
 def observe_transcript_latency(seconds: float) -> None:
     TRANSCRIPT_LATENCY.observe(max(0.0, seconds))
+
+
+TURN_STAGES = ("turn_end", "final", "llm_first_token", "first_sentence", "first_audio")
+
+
+def observe_turn_stage(stage: str, seconds: float) -> None:
+    TURN_STAGE.labels(stage=stage).observe(max(0.0, seconds))
+
+
+def turn_ended(reason: str) -> None:
+    TURN_ENDS.labels(reason=reason).inc()
+
+
+def observe_turn_model(seconds: float) -> None:
+    TURN_MODEL.observe(max(0.0, seconds))
+
+
+def preemptive_outcome(outcome: str) -> None:
+    """A preemptive reply was `used` or `discarded`."""
+    PREEMPTIVE.labels(outcome=outcome).inc()
+
+
+def barge_in_outcome(outcome: str) -> None:
+    """A paused reply was `interrupted` or `resumed`."""
+    BARGE_INS.labels(outcome=outcome).inc()
 
 
 def observe_tts_first_chunk(seconds: float, engine: str | None) -> None:

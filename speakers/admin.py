@@ -3,21 +3,81 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import FileResponse, Http404
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from magicmirror.errors import ApplicationError
 
 from .models import Speaker, UserSettings
 from .selectors import speaker_name_taken
-from .services import reference_audio_prepare, speaker_create, speaker_update
+from .services import (
+    _format_size,
+    reference_audio_prepare,
+    speaker_clone_reset,
+    speaker_create,
+    speaker_is_registered,
+    speaker_language,
+    speaker_update,
+)
+
+ENGINE_NAMES = {"cosyvoice2": "CosyVoice2", "piper": "Piper", "espeak-ng": "eSpeak NG"}
+LANGUAGE_NAMES = {
+    "zh": gettext_lazy("Chinese"),
+    "en": gettext_lazy("English"),
+    "ja": gettext_lazy("Japanese"),
+    "ko": gettext_lazy("Korean"),
+}
+
+
+def error_text(exc: ApplicationError) -> str:
+    """The service's error in the staff member's language (the services answer the API in English)."""
+    messages = {
+        "audio_too_large": _("The audio file is too large (limit %(size)s).")
+        % {"size": _format_size(settings.SPEAKER_MAX_UPLOAD_BYTES)},
+        "empty_audio": _("The audio file is empty."),
+        "undecodable_audio": _("This file is not audio that can be decoded."),
+        "audio_too_long": _("The reference audio is longer than %(seconds)s seconds.")
+        % {"seconds": f"{settings.SPEAKER_MAX_SECONDS:g}"},
+        "audio_rate_too_low": _("The reference audio must be sampled at 16000 Hz or more."),
+        "audio_too_short": _("The reference audio must last at least %(seconds)s seconds.")
+        % {"seconds": f"{settings.SPEAKER_MIN_SECONDS:g}"},
+        "audio_silent": _("The reference audio is silent."),
+    }
+    return messages.get(exc.code, exc.message)
+
+
+class ReferenceAudioInput(forms.FileInput):
+    """The upload, with the player of the current recording beside it (one field, not two)."""
+
+    audio_url = ""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        upload = super().render(name, value, attrs, renderer)
+        if not self.audio_url:
+            return upload
+        return format_html(
+            '<div class="mm-reference-audio"><audio controls preload="none" src="{}"></audio>'
+            '<div class="help">{}</div>{}</div>',
+            self.audio_url,
+            _("Choose a file to replace the current recording."),
+            upload,
+        )
 
 
 class SpeakerAdminForm(forms.ModelForm):
-    upload = forms.FileField(
-        label="Reference audio",
-        required=False,
-        help_text="wav, webm, ogg, mp3 or m4a; 1-30 seconds; 16 kHz or more.",
-    )
+    upload = forms.FileField(label=gettext_lazy("Reference audio"), required=False, widget=ReferenceAudioInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        upload = self.fields["upload"]
+        upload.help_text = _(
+            "WAV, WebM, OGG, MP3 or M4A; %(min)s to %(max)s seconds; 16 kHz or more. "
+            "One clear speaker; 3 to 10 seconds clone best."
+        ) % {"min": f"{settings.SPEAKER_MIN_SECONDS:g}", "max": f"{settings.SPEAKER_MAX_SECONDS:g}"}
+        if self.instance.pk and self.instance.audio:
+            upload.widget.audio_url = reverse("admin:speakers_speaker_audio", args=[self.instance.pk])
 
     class Meta:
         model = Speaker
@@ -27,13 +87,13 @@ class SpeakerAdminForm(forms.ModelForm):
         upload = self.cleaned_data.get("upload")
         if upload is None:
             if self.instance.pk is None:
-                raise forms.ValidationError("A reference clip is required.")
+                raise forms.ValidationError(_("A reference clip is required."))
             return None
         try:
             data = upload.read() if upload.size <= settings.SPEAKER_MAX_UPLOAD_BYTES else b""
             reference_audio_prepare(data=data, size=upload.size)
         except ApplicationError as exc:
-            raise forms.ValidationError(exc.message) from exc
+            raise forms.ValidationError(error_text(exc)) from exc
         return data
 
     def clean(self):
@@ -42,36 +102,124 @@ class SpeakerAdminForm(forms.ModelForm):
         if owner is None:
             return cleaned
         if self.instance.pk is None and Speaker.objects.filter(owner=owner).count() >= settings.SPEAKERS_PER_USER:
-            raise forms.ValidationError(f"{owner} already has {settings.SPEAKERS_PER_USER} speakers; delete one first.")
+            raise forms.ValidationError(
+                _("%(owner)s already has %(limit)s speakers; delete one first.")
+                % {"owner": owner, "limit": settings.SPEAKERS_PER_USER}
+            )
         # Checked here, not only in the service: an error raised from save_model would be a 500.
         name = (cleaned.get("name") or "").strip()
         if name and speaker_name_taken(user=owner, name=name, exclude_pk=self.instance.pk):
-            self.add_error("name", f"{owner} already has a speaker with this name.")
+            self.add_error("name", _("%(owner)s already has a speaker with this name.") % {"owner": owner})
         return cleaned
+
+
+class CloneStatusFilter(admin.SimpleListFilter):
+    title = gettext_lazy("clone status")
+    parameter_name = "registered"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Registered")), ("no", _("Not registered"))]
+
+    def queryset(self, request, queryset):
+        # speaker_update and a re-registration clear the status: a set cloned_at is the current version's.
+        if self.value() == "yes":
+            return queryset.filter(cloned_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(cloned_at__isnull=True)
+        return queryset
 
 
 @admin.register(Speaker)
 class SpeakerAdmin(admin.ModelAdmin):
     form = SpeakerAdminForm
-    list_display = ["name", "owner", "is_current", "audio_player", "audio_duration", "created_at"]
-    list_filter = ["created_at", ("owner", admin.RelatedOnlyFieldListFilter)]
+    list_display = [
+        "name",
+        "owner",
+        "slot",
+        "language",
+        "audio_player",
+        "audio_details",
+        "problems",
+        "clone_status",
+        "is_current",
+        "created_at",
+    ]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), CloneStatusFilter, "created_at"]
     search_fields = ["name", "prompt_text", "owner__username", "owner__email"]
     list_select_related = ["owner"]
-    readonly_fields = ["slot", "audio_player", "audio_duration", "audio_sample_rate", "created_at", "updated_at"]
+    actions = ["reregister"]
+    readonly_fields = ["slot", "language", "audio_details", "problems", "clone_status", "created_at", "updated_at"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = (None, {"fields": ["owner", "name", "prompt_text", "upload"]})
+        if obj is None:
+            return [main]
+        details = ["slot", "language", "audio_details", "problems", "clone_status", "created_at", "updated_at"]
+        return [main, (_("Recording and cloning"), {"fields": details})]
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "owner"] if obj else fields
 
+    @admin.display(description=gettext_lazy("language"))
+    def language(self, obj):
+        return LANGUAGE_NAMES.get(speaker_language(obj), speaker_language(obj))
+
+    @admin.display(description=gettext_lazy("duration and sample rate"))
+    def audio_details(self, obj):
+        text = _("%(seconds)s s, %(rate)s Hz") % {"seconds": f"{obj.audio_duration:.1f}", "rate": obj.audio_sample_rate}
+        if obj.source_sample_rate:
+            text += " " + _("(recorded at %(rate)s Hz)") % {"rate": obj.source_sample_rate}
+        return text
+
+    @admin.display(description=gettext_lazy("problems"))
+    def problems(self, obj):
+        if not obj.source_sample_rate:
+            return _("not checked (added before the checks existed)")
+        labels = {
+            "short": _("short: %(seconds)s s (3 to 10 seconds clone best)") % {"seconds": f"{obj.audio_duration:.1f}"},
+            "clipped": _("clipped"),
+            "silence": _("mostly silence"),
+            "low_sample_rate": _("recorded at %(rate)s Hz (24 kHz or more is best)") % {"rate": obj.source_sample_rate},
+        }
+        found = [str(labels.get(code, code)) for code in obj.audio_problems or []]
+        return "; ".join(found) if found else _("none")
+
+    @admin.display(description=gettext_lazy("clone status"))
+    def clone_status(self, obj):
+        if speaker_is_registered(obj):
+            return _("Registered with %(engine)s on %(when)s") % {
+                "engine": ENGINE_NAMES.get(obj.clone_engine, obj.clone_engine),
+                "when": formats.date_format(timezone.localtime(obj.cloned_at), "DATETIME_FORMAT"),
+            }
+        return _(
+            "Not registered: an engine that clones (CosyVoice2) registers it the first time it speaks in this voice."
+        )
+
+    @admin.action(description=gettext_lazy("Re-register with the engine"), permissions=["change"])
+    def reregister(self, request, queryset):
+        for speaker in queryset:
+            speaker_clone_reset(speaker_id=speaker.pk)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d speaker is registered afresh the next time a cloning engine speaks in its voice.",
+                "%(count)d speakers are registered afresh the next time a cloning engine speaks in their voice.",
+                count,
+            )
+            % {"count": count},
+        )
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("owner__mm_settings")
 
-    @admin.display(boolean=True, description="Current")
+    @admin.display(boolean=True, description=gettext_lazy("current"))
     def is_current(self, obj):
         user_settings = getattr(obj.owner, "mm_settings", None)
         return bool(user_settings and user_settings.current_speaker_id == obj.pk)
 
-    @admin.display(description="Reference audio")
+    @admin.display(description=gettext_lazy("reference audio"))
     def audio_player(self, obj):
         if not obj.pk or not obj.audio:
             return "-"

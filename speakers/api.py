@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from magicmirror.errors import NotFound
 from magicmirror.openapi import api_errors
 from magicmirror.parsers import MultiPartParser
+from memory.api import MemorySettingsInput, MemorySettingsOutput, memory_settings_apply, with_memory_settings
 
 from .models import UserSettings
 from .selectors import speaker_get, speaker_list, user_settings_get
@@ -73,15 +74,19 @@ class SpeakerUpdateInput(serializers.Serializer):
     audio = AudioUploadField(required=False)
 
 
-class SettingsOutput(serializers.Serializer):
+class SettingsOutput(MemorySettingsOutput):
     current_speaker_id = serializers.IntegerField(allow_null=True)
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values)
     voice_output = serializers.BooleanField()
+    spoken_language = serializers.CharField(help_text='"I speak": zh or en; empty: the interface language.')
 
 
-class SettingsInput(serializers.Serializer):
+class SettingsInput(MemorySettingsInput):
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values, required=False)
     voice_output = serializers.BooleanField(required=False)
+    spoken_language = serializers.ChoiceField(
+        choices=["", "zh", "en"], required=False, help_text='"I speak" (recognition language); empty: the interface\'s.'
+    )
     current_speaker_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="One of your speakers, or null for the engine's default voice."
     )
@@ -189,7 +194,8 @@ class SpeakerSwitchApi(APIView):
         summary="Make this speaker the current voice",
     )
     def post(self, request, speaker_id):
-        return Response(SettingsOutput(speaker_switch(user=request.user, speaker_id=speaker_id)).data)
+        row = speaker_switch(user=request.user, speaker_id=speaker_id)
+        return Response(SettingsOutput(with_memory_settings(row, user=request.user)).data)
 
 
 class SpeakerAudioApi(APIView):
@@ -212,7 +218,9 @@ class SpeakerAudioApi(APIView):
 class SettingsApi(APIView):
     @extend_schema(responses=SettingsOutput, summary="My preferences")
     def get(self, request):
-        return Response(SettingsOutput(user_settings_get(user=request.user)).data)
+        return Response(
+            SettingsOutput(with_memory_settings(user_settings_get(user=request.user), user=request.user)).data
+        )
 
     @extend_schema(
         request=SettingsInput,
@@ -226,4 +234,6 @@ class SettingsApi(APIView):
         data = dict(serializer.validated_data)
         if "current_speaker_id" in data:
             speaker_switch(user=request.user, speaker_id=data.pop("current_speaker_id"))
-        return Response(SettingsOutput(user_settings_update(user=request.user, **data)).data)
+        memory_settings_apply(user=request.user, data=data)  # memory_enabled, persona
+        row = user_settings_update(user=request.user, **data)
+        return Response(SettingsOutput(with_memory_settings(row, user=request.user)).data)

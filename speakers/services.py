@@ -1,12 +1,15 @@
 """Speaker and user-settings writes. Views, admin, consumers and commands all call these."""
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from magicmirror.errors import ApplicationError
-from voice.audio import AudioError, decode_audio
+from voice.audio import AudioError, DecodedAudio, decode_audio
+from voice.speech_text import sentence_language
 
 from .models import Speaker, UserSettings
 from .selectors import speaker_get, speaker_name_taken
@@ -16,6 +19,16 @@ REFERENCE_SAMPLE_RATE = 24000
 MIN_SOURCE_SAMPLE_RATE = 16000
 NAME_MAX_CHARS = 64
 PROMPT_TEXT_MAX_CHARS = 500
+
+# What the check of a reference recording reports without refusing it (Speaker.audio_problems): each one
+# makes a zero-shot clone worse. CosyVoice2 clones best from 3 to 10 s of clean speech.
+GOOD_MIN_SECONDS = 3.0
+CLIP_LEVEL = 32440  # 99 % of full scale
+CLIPPED_SHARE = 0.001  # more than 0.1 % of the samples at the limit
+SILENCE_FRAME_S = 0.02
+SILENCE_LEVEL = 328  # frame RMS below -40 dBFS
+SILENT_SHARE = 0.5  # more than half of the recording
+AUDIO_PROBLEMS = ("short", "clipped", "silence", "low_sample_rate")
 
 
 class SpeakerLimitReached(ApplicationError):
@@ -69,6 +82,25 @@ def reference_audio_prepare(*, data: bytes, size: int | None = None):
     if decoded.peak() < 328:  # below -40 dBFS everywhere: nothing to clone
         raise ApplicationError("The reference audio is silent.", code="audio_silent")
     return decoded
+
+
+def reference_audio_problems(decoded: DecodedAudio) -> list[str]:
+    """What makes an accepted reference recording a poor one to clone (codes of AUDIO_PROBLEMS, in order)."""
+    samples = np.frombuffer(decoded.pcm, dtype="<i2").astype(np.int32)
+    problems = []
+    if decoded.duration < GOOD_MIN_SECONDS:
+        problems.append("short")
+    if samples.size and np.count_nonzero(np.abs(samples) >= CLIP_LEVEL) > CLIPPED_SHARE * samples.size:
+        problems.append("clipped")
+    frame = max(1, int(decoded.sample_rate * SILENCE_FRAME_S))
+    frames = samples[: samples.size // frame * frame].reshape(-1, frame).astype(np.float64)
+    if len(frames):
+        rms = np.sqrt((frames**2).mean(axis=1))
+        if np.count_nonzero(rms < SILENCE_LEVEL) > SILENT_SHARE * len(frames):
+            problems.append("silence")
+    if 0 < decoded.source_sample_rate < REFERENCE_SAMPLE_RATE:  # upsampled: the top of the band is missing
+        problems.append("low_sample_rate")
+    return problems
 
 
 def _clean_name(name) -> str:
@@ -141,6 +173,8 @@ def speaker_create(*, user, name, prompt_text, audio_data: bytes, make_current: 
                 prompt_text=prompt_text,
                 audio_duration=round(decoded.duration, 3),
                 audio_sample_rate=decoded.sample_rate,
+                source_sample_rate=decoded.source_sample_rate,
+                audio_problems=reference_audio_problems(decoded),
             )
             speaker.audio.save("reference.wav", ContentFile(decoded.to_wav()), save=False)
             stored_name = speaker.audio.name
@@ -183,7 +217,7 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
                     raise _duplicate_name_error()
                 speaker.name = name
                 fields.append("name")
-            if prompt_text is not None:
+            if prompt_text is not None and prompt_text != speaker.prompt_text:
                 speaker.prompt_text = prompt_text
                 fields.append("prompt_text")
             old_audio_name = None
@@ -193,7 +227,11 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
                 stored_name = speaker.audio.name
                 speaker.audio_duration = round(decoded.duration, 3)
                 speaker.audio_sample_rate = decoded.sample_rate
-                fields += ["audio", "audio_duration", "audio_sample_rate"]
+                speaker.source_sample_rate = decoded.source_sample_rate
+                speaker.audio_problems = reference_audio_problems(decoded)
+                fields += ["audio", "audio_duration", "audio_sample_rate", "source_sample_rate", "audio_problems"]
+            if "prompt_text" in fields or decoded is not None:  # a new voice_version: not registered yet
+                fields += _clone_status_clear(speaker)
             if fields:
                 speaker.save(update_fields=[*fields, "updated_at"])
             if old_audio_name:
@@ -212,6 +250,51 @@ def speaker_update(*, user, speaker_id, name=None, prompt_text=None, audio_data:
     return speaker
 
 
+def _clone_status_clear(speaker: Speaker) -> list[str]:
+    speaker.clone_engine, speaker.clone_version, speaker.cloned_at = "", "", None
+    return ["clone_engine", "clone_version", "cloned_at"]
+
+
+def speaker_is_registered(speaker: Speaker) -> bool:
+    """Whether an engine that clones has registered the speaker's current recording and transcript."""
+    return bool(speaker.cloned_at and speaker.clone_version == speaker.voice_version)
+
+
+def speaker_clone_record(*, speaker_id, version: str, engine: str) -> bool:
+    """An engine that clones has spoken (so registered) `version` of the speaker: note which and when.
+
+    Called by the synthesis job, where the engine runs (a worker in production), before it reports the
+    job done. Nothing is written for a version that is no longer the speaker's (replaced meanwhile), nor
+    twice for one version. Returns whether it wrote.
+    """
+    if Speaker.objects.filter(pk=speaker_id, clone_version=version, clone_engine=engine).exists():
+        return False  # the usual case, every later sentence in this voice: one read, no lock
+    with transaction.atomic():
+        speaker = Speaker.objects.select_for_update().filter(pk=speaker_id).first()
+        if speaker is None or speaker.voice_version != version:
+            return False
+        if speaker.clone_version == version and speaker.clone_engine == engine:
+            return False
+        speaker.clone_engine, speaker.clone_version, speaker.cloned_at = engine, version, timezone.now()
+        speaker.save(update_fields=["clone_engine", "clone_version", "cloned_at"])
+    return True
+
+
+def speaker_clone_reset(*, speaker_id) -> Speaker:
+    """Ask for a fresh registration: a new voice_version, so the engine registers the recording again at
+    the next synthesis in this voice (CosyVoice2 drops the old cached prompt then)."""
+    with transaction.atomic():
+        speaker = Speaker.objects.select_for_update().get(pk=speaker_id)
+        speaker.clone_generation += 1
+        speaker.save(update_fields=["clone_generation", *_clone_status_clear(speaker)])
+    return speaker
+
+
+def speaker_language(speaker: Speaker) -> str:
+    """The language of the speaker's prompt text (zh, en, ja, ko), from its script."""
+    return sentence_language(speaker.prompt_text or "", "zh")
+
+
 def speaker_delete(*, user, speaker_id) -> None:
     """Delete a speaker; the user's current speaker becomes NULL if it was this one (SET NULL)."""
     speaker = speaker_get(user=user, speaker_id=speaker_id)
@@ -228,7 +311,7 @@ def speaker_switch(*, user, speaker_id) -> UserSettings:
     return user_settings
 
 
-def user_settings_update(*, user, input_mode=None, voice_output=None) -> UserSettings:
+def user_settings_update(*, user, input_mode=None, voice_output=None, spoken_language=None) -> UserSettings:
     _ensure_user_settings(user)
     with transaction.atomic():
         user_settings = _lock_user_settings(user)
@@ -244,6 +327,14 @@ def user_settings_update(*, user, input_mode=None, voice_output=None) -> UserSet
         if voice_output is not None:
             user_settings.voice_output = bool(voice_output)
             fields.append("voice_output")
+        if spoken_language is not None:  # "I speak": "" goes back to the interface language
+            allowed = [value for value, _label in UserSettings._meta.get_field("spoken_language").choices]
+            if spoken_language and spoken_language not in allowed:
+                raise ApplicationError(
+                    f"spoken_language must be one of {', '.join(allowed)}, or empty.", code="invalid_spoken_language"
+                )
+            user_settings.spoken_language = spoken_language
+            fields.append("spoken_language")
         if fields:
             user_settings.save(update_fields=[*fields, "updated_at"])
     return user_settings

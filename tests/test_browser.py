@@ -379,3 +379,23 @@ def test_record_a_voice_in_the_browser_and_auto_fill_its_transcript(page):
     screenshot(page, "profile-recorded")
     page.click("#speaker-submit")
     expect(page.locator(".speaker-name", has_text="Fixture")).to_be_visible()
+
+
+def test_profile_page_lists_edits_and_deletes_memories(page):
+    register(page)
+    page.goto("/accounts/profile/")
+    expect(page.locator("#memory-empty")).to_be_visible()
+    for text in ("喜欢爬山", "有一只猫"):
+        page.fill("#memory-text", text)
+        page.click("#memory-form button[type=submit]")
+        expect(page.locator("#memory-list .memory-text", has_text=text)).to_be_visible()
+    first = page.locator("#memory-list li.memory").first
+    first.locator("button[data-action=edit]").click()
+    first.locator(".memory-input").fill("喜欢徒步")
+    first.locator("button[data-action=save]").click()
+    expect(page.locator("#memory-list .memory-text")).to_have_text(["喜欢徒步", "有一只猫"])
+    page.locator("#memory-list li.memory").nth(1).locator("button[data-action=delete]").click()
+    expect(page.locator("#memory-list .memory-text")).to_have_text(["喜欢徒步"])
+    page.reload()
+    expect(page.locator("#memory-list .memory-text")).to_have_text(["喜欢徒步"])  # saved on the server
+    screenshot(page, "profile-memories")

@@ -135,6 +135,18 @@ def _audio_headers(response, first: dict, audio_format: str) -> None:
         response["X-TTS-Voice"] = quote(first["voice"], safe=" -_.()")  # percent-encoded UTF-8
     if "clones" in first:
         response["X-TTS-Clones"] = "true" if first["clones"] else "false"
+    if first.get("language"):
+        response["X-TTS-Language"] = first["language"]
+
+
+def _whole_headers(response, last: dict) -> None:
+    """A whole file knows every engine that spoke: one entry per run, "language=engine/voice"."""
+    spoken = last.get("spoken") or []
+    if spoken:
+        response["X-TTS-Voices"] = quote(
+            ", ".join(f"{p['language']}={p['engine']}/{p['voice']}" for p in spoken), safe=" -_.()=/,"
+        )
+    response["X-TTS-Unspoken"] = str(len(last.get("unspoken") or []))
 
 
 async def _next_message(messages) -> dict:
@@ -198,6 +210,7 @@ async def _synthesis_response(pending: PendingSynthesis, request) -> HttpRespons
         response["Content-Length"] = str(len(body))
         if last.get("duration") is not None:
             response["X-Duration"] = f"{last['duration']:.3f}"
+        _whole_headers(response, last)
     _audio_headers(response, first, fmt)
     return response
 
@@ -213,6 +226,7 @@ AUDIO_HEADERS = [
     _header("X-TTS-Engine", str, "cosyvoice2, piper or espeak-ng."),
     _header("X-TTS-Voice", str, "The voice, percent-encoded UTF-8."),
     _header("X-TTS-Clones", str, "true when the speaker's own voice is used."),
+    _header("X-TTS-Language", str, "The language of the first sentence spoken (zh, en, ...)."),
 ]
 TTS_ERRORS = api_errors(
     {
@@ -266,7 +280,12 @@ class TTSStreamApi(APIView):
 class TTSApi(APIView):
     @extend_schema(
         request=TTSInput,
-        parameters=[*AUDIO_HEADERS, _header("X-Duration", str, "Seconds, three decimals.")],
+        parameters=[
+            *AUDIO_HEADERS,
+            _header("X-Duration", str, "Seconds, three decimals."),
+            _header("X-TTS-Voices", str, "Each run of sentences: language=engine/voice, comma-separated."),
+            _header("X-TTS-Unspoken", int, "Sentences no engine speaks (shown, not spoken)."),
+        ],
         responses={
             (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="One WAV file (Content-Length set)."),
             **TTS_ERRORS,

@@ -10,6 +10,7 @@ A voice turn whose audio is cut short after that reply was saved whole keeps onl
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 from magicmirror import metrics
 from magicmirror.dbasync import db_call
 from magicmirror.logging import current_trace_id, new_trace_id
+from memory import jobs as memory_jobs
 
 from .. import llm
 from ..models import Conversation, Message
@@ -42,7 +44,7 @@ def message_payload(message: Message) -> dict:
     }
 
 
-def turn_prepare(*, user, conversation_id, text):
+def turn_prepare(*, user, conversation_id, text, speaker_id=None):
     """Validate the input and read what the LLM needs: (text, conversation, LLM messages, first turn?).
 
     Nothing of the turn is written yet except a new conversation (the message needs its row): the
@@ -52,12 +54,14 @@ def turn_prepare(*, user, conversation_id, text):
     if conversation_id in (None, ""):
         # A readable title right away; the LLM's title replaces it after the first reply.
         conversation = conversation_create(user=user, title=title_fallback(text), final=False)
-        return text, conversation, llm_messages(conversation=None, pending_user_text=text), True
+        messages = llm_messages(conversation=None, pending_user_text=text, user=user, speaker_id=speaker_id)
+        return text, conversation, messages, True
     conversation = conversation_get(user=user, conversation_id=conversation_id)
     first_turn = not conversation.title_is_final and not conversation.messages.exists()
     if first_turn:
         conversation.title = title_fallback(text)
-    return text, conversation, llm_messages(conversation=conversation, pending_user_text=text), first_turn
+    messages = llm_messages(conversation=conversation, pending_user_text=text, user=user, speaker_id=speaker_id)
+    return text, conversation, messages, first_turn
 
 
 def turn_save_user_message(*, conversation, text, source, first_turn) -> Message:
@@ -79,7 +83,7 @@ async def _first_delta(stream):
 def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -> Message | None:
     if not content and not error_code and not interrupted:
         return None
-    return message_create(
+    reply = message_create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         content=content,
@@ -87,6 +91,9 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
         error_code=error_code,
         speaker_id=speaker_id,
     )
+    # Memory and summaries are updated in the background once the reply is committed: never awaited here.
+    transaction.on_commit(functools.partial(memory_jobs.turn_finished, conversation=conversation, message_id=reply.pk))
+    return reply
 
 
 def reply_mark_interrupted(*, message_id: int, content: str) -> int:
@@ -119,6 +126,7 @@ async def reply_stream(
     content_on_interrupt=None,
     on_reply_complete=None,
     on_reply_saved=None,
+    start_llm=None,
 ) -> AsyncGenerator[dict, None]:
     """Events: conversation, user_message, delta*, then done or error, then title (once per conversation).
 
@@ -130,9 +138,11 @@ async def reply_stream(
     `on_reply_saved(message_id)`, if given, is called as soon as the reply is saved, whole or cut
     short, even when the listener is going away: a voice turn cut short while the reply's audio
     still plays updates that row (`reply_mark_interrupted`).
+    `start_llm(messages)`, if given, returns the LLM's text stream for these messages instead of
+    `llm.stream_reply`: a voice turn hands over a reply it prepared at a pause (live.preemptive).
     """
     text, conversation, messages, first_turn = await db_call(
-        turn_prepare, user=user, conversation_id=conversation_id, text=text
+        turn_prepare, user=user, conversation_id=conversation_id, text=text, speaker_id=speaker_id
     )
     needs_title = not conversation.title_is_final
     trace_id = current_trace_id() or new_trace_id()  # the voice session's, else one for this request
@@ -157,7 +167,7 @@ async def reply_stream(
             on_reply_saved(reply.pk)
         return reply
 
-    stream = llm.stream_reply(messages)
+    stream = start_llm(messages) if start_llm is not None else llm.stream_reply(messages)
     first = asyncio.ensure_future(_first_delta(stream))
     try:
         user_message = await db_call(

@@ -42,7 +42,9 @@ def test_history_skips_empty_failed_replies_and_cuts_a_huge_last_message(user):
 def test_system_prompt_comes_first(conversation, settings):
     settings.LLM_SYSTEM_PROMPT = "You are a test persona."
     messages = llm_messages(conversation=conversation)
-    assert messages[0] == {"role": "system", "content": "You are a test persona."}
+    assert messages[0]["role"] == "system"
+    # The site's prompt first, then the persona (memory.persona), in the language of the user's messages.
+    assert messages[0]["content"].startswith("You are a test persona.\n\nYour name: MagicMirror.")
     assert messages[-1] == {"role": "assistant", "content": "answer 9"}
 
 

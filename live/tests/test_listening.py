@@ -45,6 +45,18 @@ class FakeSession:
     async def on_speech_started(self):
         self.log.append(("speech_started",))
 
+    async def on_partial(self, utterance, text):
+        pass
+
+    async def on_utterance_speech(self, utterance, speech_ms):
+        pass
+
+    async def on_pause(self, utterance):
+        self.log.append(("pause", utterance.id))
+
+    async def on_speech_resumed(self, utterance):
+        self.log.append(("speech_resumed", utterance.id))
+
     async def on_final(self, utterance, text):
         self.log.append(("final", utterance.id, text))
         self.outcomes.put_nowait(("final", utterance, text))
@@ -73,7 +85,7 @@ class FakeJobs:
         self._ids = itertools.count(1)
         self.fail_end = False
 
-    async def asr_start(self, *, reply_to, phrases=None, trace_id=None):
+    async def asr_start(self, *, reply_to, phrases=None, trace_id=None, language=None):
         job_id = f"job{next(self._ids)}"
         self.started.append({"job_id": job_id, "reply_to": reply_to, "phrases": phrases, "trace_id": trace_id})
         self.puts[job_id] = []

@@ -79,7 +79,7 @@ def fake_tts(monkeypatch):
     texts: list[str] = []
     ids = itertools.count(1)
 
-    async def synthesize(*, text, speaker_id=None, engine_name=None):
+    async def synthesize(*, text, speaker_id=None, engine_name=None, language=None):
         texts.append(text)
         job_id = f"tts{next(ids)}"
         pcm = b"\x01\x02" * 2205
@@ -122,7 +122,7 @@ async def fake_asr(monkeypatch):
     ids = itertools.count(1)
     listeners: list[asyncio.Task] = []
 
-    async def asr_start(*, reply_to, phrases=None, trace_id=None):
+    async def asr_start(*, reply_to, phrases=None, trace_id=None, language=None):
         job_id = f"asr{next(ids)}"
         fed[job_id] = []
         return job_id
@@ -200,6 +200,7 @@ async def test_start_answers_ready_with_the_users_defaults(voice, client, settin
         "input": {"format": "pcm_s16le", "sample_rate": 16000, "channels": 1},
         "output": {"format": "pcm_s16le", "sample_rate": None, "channels": 1, "frame_header": FRAME_HEADER_DESCRIPTION},
         "engines": {"asr": settings.VOICE_ASR_ENGINE, "tts": list(settings.VOICE_TTS_ENGINES)},
+        "spoken_language": "zh",  # "I speak" unset: the site's language
         "limits": Limits().as_dict(),
     }
 
@@ -474,7 +475,7 @@ async def test_configure_does_not_refill_the_audio_allowance(voice, client, sett
 class FakeVAD:
     """Speech is a frame of 0x7f7f samples; two quiet frames after speech end the utterance."""
 
-    def __init__(self):
+    def __init__(self, silence_ms=None):
         self.speech_started = self.ended = False
         self._quiet = 0
 

@@ -58,7 +58,7 @@ class FakeSpeaker:
     def hush(self):
         self.hushed = True
 
-    def add(self, text):
+    def add(self, text, audio=None):
         self.added.append(text)
         self.session.log.append(("speak", text))
 

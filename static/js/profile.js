@@ -261,6 +261,7 @@ ui.settingsForm.addEventListener("submit", async (event) => {
   const json = { voice_output: form.elements.voice_output.checked };
   const mode = form.elements.input_mode.value;
   if (mode) json.input_mode = mode;
+  if (form.elements.spoken_language) json.spoken_language = form.elements.spoken_language.value;
   button.disabled = true;
   try {
     await api("/api/settings", { method: "PATCH", json });
@@ -271,3 +272,97 @@ ui.settingsForm.addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
+
+// --- Memory ----------------------------------------------------------------------------------
+
+const mem = {
+  list: $("memory-list"),
+  empty: $("memory-empty"),
+  form: $("memory-form"),
+  text: $("memory-text"),
+  enabled: $("memory-enabled"),
+  forgetAll: $("memory-forget-all"),
+};
+const memoryStatus = statusLine($("memory-status"));
+
+function memoryItem(memory) {
+  return h(
+    "li",
+    { class: "memory", dataset: { id: memory.id } },
+    h("span", { class: "memory-text", text: memory.text }),
+    h(
+      "span",
+      { class: "memory-actions" },
+      h("button", { type: "button", class: "button button-small", "data-action": "edit", text: t("memory.edit") }),
+      h("button", { type: "button", class: "button button-small button-danger-outline", "data-action": "delete", text: t("memory.delete") }),
+    ),
+  );
+}
+
+async function refreshMemories() {
+  const { memories, enabled } = await api("/api/memories");
+  mem.list.replaceChildren(...memories.map(memoryItem));
+  mem.empty.hidden = memories.length > 0;
+  mem.enabled.checked = enabled;
+}
+
+mem.list.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action]");
+  const item = button?.closest("li.memory");
+  if (!item) return;
+  const id = Number(item.dataset.id);
+  try {
+    if (button.dataset.action === "edit") {
+      const input = h("input", { type: "text", maxlength: 200, class: "memory-input", value: item.querySelector(".memory-text").textContent });
+      item.querySelector(".memory-text").replaceWith(input);
+      button.dataset.action = "save";
+      button.textContent = t("memory.save");
+      input.focus();
+    } else if (button.dataset.action === "save") {
+      await api(`/api/memories/${id}`, { method: "PATCH", json: { text: item.querySelector(".memory-input").value } });
+      await refreshMemories();
+      memoryStatus(t("memory.saved"), { tone: "success", clearAfter: 4000 });
+    } else if (button.dataset.action === "delete") {
+      button.disabled = true;
+      await api(`/api/memories/${id}`, { method: "DELETE" });
+      await refreshMemories();
+    }
+  } catch (error) {
+    button.disabled = false;
+    memoryStatus(errorMessage(error), { tone: "error" });
+  }
+});
+
+mem.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await api("/api/memories", { method: "POST", json: { text: mem.text.value } });
+    mem.form.reset();
+    await refreshMemories();
+    memoryStatus(t("memory.saved"), { tone: "success", clearAfter: 4000 });
+  } catch (error) {
+    memoryStatus(errorMessage(error), { tone: "error" });
+  }
+});
+
+mem.forgetAll.addEventListener("click", async () => {
+  if (!window.confirm(t("memory.confirmForgetAll"))) return;
+  try {
+    await api("/api/memories/forget_all", { method: "POST" });
+    await refreshMemories();
+    memoryStatus(t("memory.forgotten"), { tone: "success", clearAfter: 4000 });
+  } catch (error) {
+    memoryStatus(errorMessage(error), { tone: "error" });
+  }
+});
+
+mem.enabled.addEventListener("change", async () => {
+  try {
+    await api("/api/settings", { method: "PATCH", json: { memory_enabled: mem.enabled.checked } });
+  } catch (error) {
+    mem.enabled.checked = !mem.enabled.checked;
+    memoryStatus(errorMessage(error), { tone: "error" });
+  }
+});
+
+refreshMemories().catch((error) => memoryStatus(errorMessage(error), { tone: "error" }));

@@ -66,13 +66,14 @@ class ASRStream(ABC):
 class ASREngine(ABC):
     name: str = ""
     sample_rate: int = SAMPLE_RATE
+    language: str = ""  # the language its model recognises (set by voice.asr.registry)
 
     @abstractmethod
     def open_stream(self, phrases: list[str] | None = None) -> ASRStream:
         """A stream for one utterance; `phrases` restricts recognition to those words."""
 
     def describe(self) -> dict:
-        return {"engine": self.name, "sample_rate": self.sample_rate}
+        return {"engine": self.name, "sample_rate": self.sample_rate, "language": self.language}
 
     def transcribe(self, pcm: bytes, phrases: list[str] | None = None, chunk_bytes: int = 8000) -> str:
         """Recognise a whole buffer (streams it through the same path as live audio)."""

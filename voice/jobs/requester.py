@@ -43,8 +43,11 @@ async def new_reply_channel() -> str:
     return await get_channel_layer().new_channel()
 
 
-async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=None, trace_id=None) -> str:
+async def tts_start(
+    *, reply_to: str, text: str, speaker_id=None, engine_name=None, trace_id=None, language=None
+) -> str:
     """Start a synthesis; its messages go to `reply_to`. Raises JobNotStarted when no worker can be asked.
+    `language`: the user's, the tie-breaker for sentences whose script does not tell (voice.jobs.runners).
 
     `trace_id` (default: the current log context's) tags the job's log lines on the worker.
     """
@@ -56,15 +59,20 @@ async def tts_start(*, reply_to: str, text: str, speaker_id=None, engine_name=No
         text=text,
         speaker_id=speaker_id,
         engine_name=engine_name,
+        **({"language": language} if language else {}),
         **_trace_kwargs(trace_id),
     )
     return job_id
 
 
-async def asr_start(*, reply_to: str, phrases=None, trace_id=None) -> str:
-    """Start a streaming recognition; feed it with `audio_put(job_id, pcm)`, end it with `audio_end`."""
+async def asr_start(*, reply_to: str, phrases=None, trace_id=None, language=None) -> str:
+    """Start a streaming recognition; feed it with `audio_put(job_id, pcm)`, end it with `audio_end`.
+    `language`: which model recognises it (the user's "I speak"; default the site's language)."""
     job_id = new_job_id()
-    await backends.current().start("asr", reply_to=reply_to, job_id=job_id, phrases=phrases, **_trace_kwargs(trace_id))
+    extra = {"language": language} if language else {}  # jobs of workers that predate it still run
+    await backends.current().start(
+        "asr", reply_to=reply_to, job_id=job_id, phrases=phrases, **extra, **_trace_kwargs(trace_id)
+    )
     return job_id
 
 
@@ -148,7 +156,7 @@ def _observe(message: dict, tts_started, tts_engine):
     return tts_started, tts_engine
 
 
-async def synthesize(*, text: str, speaker_id=None, engine_name=None) -> AsyncGenerator[dict, None]:
+async def synthesize(*, text: str, speaker_id=None, engine_name=None, language=None) -> AsyncGenerator[dict, None]:
     """Start a TTS job and yield its messages (chunks as produced, then done or error).
 
     Never raises for a job's failure: the last message is `voice.tts.done` or `voice.tts.error`
@@ -158,7 +166,9 @@ async def synthesize(*, text: str, speaker_id=None, engine_name=None) -> AsyncGe
     """
     channel = await new_reply_channel()
     try:
-        job_id = await tts_start(reply_to=channel, text=text, speaker_id=speaker_id, engine_name=engine_name)
+        job_id = await tts_start(
+            reply_to=channel, text=text, speaker_id=speaker_id, engine_name=engine_name, language=language
+        )
     except JobNotStarted as exc:
         yield messages.error("tts", None, "voice_unavailable", str(exc))
         return

@@ -9,22 +9,28 @@ import contextlib
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from magicmirror.logging import log_context
 from speakers.models import Speaker
+from speakers.services import speaker_clone_record
 
 from ..asr import ASRError, get_asr_engine
-from ..speech_text import for_the_ear
-from ..tts import TTSError, VoiceRef, get_tts_engine
+from ..audio import StreamResampler
+from ..speech_text import for_the_ear, sentence_language
+from ..text import split_sentences
+from ..tts import TTSEngine, TTSError, VoiceRef
+from ..tts.registry import engine_for
 from . import backends, messages
 from .audio_stream import AudioTimeout
 from .sending import RequesterGone, Send
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_RATE = 22050  # the rate of a job that speaks nothing (no engine speaks its language)
 
 
 def logged_job(run):
@@ -57,8 +63,7 @@ def voice_ref_from_speaker(speaker: Speaker) -> VoiceRef:
         name=speaker.name,
         prompt_text=speaker.prompt_text,
         audio_path=speaker.audio.path,
-        # The stored file name changes whenever the audio is replaced.
-        version=uuid.uuid5(uuid.NAMESPACE_URL, f"{speaker.audio.name}|{speaker.prompt_text}").hex[:12],
+        version=speaker.voice_version,
     )
 
 
@@ -92,6 +97,30 @@ def chunk_bytes(sample_rate: int) -> int:
     return max(2, sample_rate * settings.VOICE_TTS_CHUNK_MS // 1000 * 2)
 
 
+@dataclass
+class SpokenPart:
+    """Consecutive sentences of a text that one engine speaks in one language."""
+
+    engine: TTSEngine | None  # None: no engine speaks the language (shown, not spoken)
+    language: str
+    sentences: list[str] = field(default_factory=list)
+
+
+def tts_route(text: str, language: str | None, engine_name=None) -> list[SpokenPart]:
+    """`text` (already cleaned for the ear) cut into sentences, each routed to the first engine of the
+    chain that speaks its language (voice.tts.registry.engine_for); consecutive sentences of one engine
+    and language stay together, so an engine still gets whole runs of text to speak."""
+    parts: list[SpokenPart] = []
+    for sentence in split_sentences(text):
+        lang = sentence_language(sentence, language)
+        engine = engine_for(lang, engine_name)
+        if parts and parts[-1].engine is engine and parts[-1].language == lang:
+            parts[-1].sentences.append(sentence)
+        else:
+            parts.append(SpokenPart(engine, lang, [sentence]))
+    return parts
+
+
 @logged_job
 def tts_run(
     *,
@@ -100,16 +129,21 @@ def tts_run(
     text: str,
     speaker_id=None,
     engine_name=None,
+    language=None,
     cancelled: Callable[[], bool] | None = None,
 ) -> None:
     """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error.
 
-    Chunks hold at most VOICE_TTS_CHUNK_MS of audio each and go out as soon as the engine has
-    produced them. A chunk says which piece of engine output it belongs to (`part`, from 0; for
-    Piper one sentence) and when the engine produced that piece (`produced`, time.time()); the
-    first chunk also names the engine and voice, and says when the job started (`started`: the
-    time before it is queueing, the time after it synthesis). `cancelled()` is asked between pieces of engine
-    output; when it says yes the job stops without another message (its requester is gone).
+    Each sentence goes to the first engine of the chain that speaks its language (from its script;
+    `language`, the user's, breaks ties); a sentence none speaks is left out and listed in the done
+    message's `unspoken`. Chunks hold at most VOICE_TTS_CHUNK_MS of audio each, all at the sample
+    rate of the first engine that speaks (others are resampled), and go out as soon as the engine has
+    produced them. A chunk says which piece of engine output it belongs to (`part`, from 0; for Piper
+    one sentence) and when the engine produced that piece (`produced`, time.time()); the first chunk
+    of each engine's run names the engine, voice and language, and the job's first chunk says when the
+    job started (`started`: the time before it is queueing, the time after it synthesis).
+    `cancelled()` is asked between pieces of engine output; when it says yes the job stops without
+    another message (its requester is gone).
     """
 
     started = time.time()
@@ -118,51 +152,81 @@ def tts_run(
         send({**message, "job_id": job_id, "t": time.time()})
 
     try:
-        # The limit is on the text as given; the engine reads it for the ear (no markdown, emoji or
-        # URLs; numbers as words), which may be longer. Nothing left (only an emoji): the engine gets
-        # the text as it is and says nothing. Already done for a live reply's sentences: a no-op there.
+        # The limit is on the text as given; the engines read it for the ear (no markdown, emoji or
+        # URLs), which may be longer. Nothing left (only an emoji): nothing is said. Already done for
+        # a live reply's sentences: a no-op there. Numbers become words below, per engine.
         text = tts_text_clean(text)
-        text = for_the_ear(text) or text
-        engine = get_tts_engine(engine_name)
+        parts = tts_route(for_the_ear(text, language, numbers=False), language, engine_name)
         voice = voice_ref_get(speaker_id=speaker_id)
-        info = engine.voice_info(voice)
-        max_bytes = chunk_bytes(engine.sample_rate)
-        seq = samples = 0
-        pieces = iter(engine.stream(text, voice))
-        try:
-            for part, pcm in enumerate(pieces):
-                produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
-                for piece in split_pcm(pcm, max_bytes):
-                    chunk = {
-                        "type": messages.TTS_CHUNK,
-                        "seq": seq,
-                        "part": part,
-                        "produced": produced,
-                        "pcm": piece,
-                        "sample_rate": engine.sample_rate,
-                    }
-                    if seq == 0:  # who speaks is known before the audio: say it with the first chunk
-                        chunk.update(engine=info.engine, voice=info.voice, clones=info.clones, started=started)
-                    emit(chunk)
-                    seq += 1
-                    samples += len(piece) // 2
-                if cancelled is not None and cancelled():
-                    logger.info("TTS job %s cancelled by its requester after %d chunks", job_id, seq)
-                    return
-        finally:
-            close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
-            if close is not None:
-                close()
+        rate = next((p.engine.rate(p.language) for p in parts if p.engine is not None), DEFAULT_RATE)
+        max_bytes = chunk_bytes(rate)
+        seq = samples = piece_index = 0
+        spoken: list[dict] = []
+        unspoken: list[dict] = []
+        for part in parts:
+            engine = part.engine
+            if engine is None:
+                unspoken += [{"text": s, "language": part.language} for s in part.sentences]
+                continue
+            info = engine.voice_info(voice, part.language)
+            said = "\n".join(s if engine.reads_numbers else for_the_ear(s, part.language) for s in part.sentences)
+            resample = StreamResampler(info.sample_rate, rate)
+            described = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": part.language}
+            spoken.append({**described, "sentences": len(part.sentences)})
+            first_of_part = True
+            pieces = iter(engine.stream(said, voice, part.language))
+            try:
+                for pcm in pieces:
+                    produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
+                    for piece in split_pcm(resample(pcm), max_bytes):
+                        chunk = {
+                            "type": messages.TTS_CHUNK,
+                            "seq": seq,
+                            "part": piece_index,
+                            "produced": produced,
+                            "pcm": piece,
+                            "sample_rate": rate,
+                        }
+                        if first_of_part:  # who speaks is known before the audio: say it with the first chunk
+                            chunk.update(described)
+                            first_of_part = False
+                        if seq == 0:
+                            chunk["started"] = started
+                        emit(chunk)
+                        seq += 1
+                        samples += len(piece) // 2
+                    piece_index += 1
+                    if cancelled is not None and cancelled():
+                        logger.info("TTS job %s cancelled by its requester after %d chunks", job_id, seq)
+                        return
+            finally:
+                close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
+                if close is not None:
+                    close()
+            if voice is not None and info.clones:  # the engine has registered this version: the admin shows it
+                speaker_clone_record(speaker_id=voice.speaker_id, version=voice.version, engine=info.engine)
+        if unspoken:
+            logger.info("TTS job %s: no engine speaks %s", job_id, sorted({u["language"] for u in unspoken}))
+        first = spoken[0] if spoken else {"engine": None, "voice": None, "clones": False, "language": None}
+        if not parts:  # nothing to say (only an emoji): silence from the engine that would have spoken
+            lang = sentence_language(text, language)
+            silent = engine_for(lang, engine_name)
+            if silent is not None:
+                info = silent.voice_info(voice, lang)
+                first = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": lang}
         emit(
             {
                 "type": messages.TTS_DONE,
                 "chunks": seq,
                 "samples": samples,
-                "duration": samples / engine.sample_rate,
-                "engine": info.engine,
-                "voice": info.voice,
-                "clones": info.clones,
-                "sample_rate": info.sample_rate,
+                "duration": samples / rate,
+                "engine": first["engine"],
+                "voice": first["voice"],
+                "clones": first["clones"],
+                "language": first["language"],
+                "sample_rate": rate,
+                "spoken": spoken,
+                "unspoken": unspoken,
             }
         )
     except RequesterGone as exc:
@@ -175,14 +239,15 @@ def tts_run(
 
 
 @logged_job
-def asr_run(*, send: Send, job_id: str, phrases=None) -> None:
-    """Recognise the audio arriving on the job's audio stream; send partials, then the final transcript."""
+def asr_run(*, send: Send, job_id: str, phrases=None, language=None) -> None:
+    """Recognise the audio arriving on the job's audio stream with the model of `language` (the user's
+    "I speak"; default the site's); send partials, then the final transcript."""
 
     def emit(message: dict) -> None:
         send({**message, "job_id": job_id, "t": time.time()})
 
     try:
-        engine = get_asr_engine()
+        engine = get_asr_engine(language)
         with engine.open_stream(phrases or None) as stream:
             audio = backends.current().audio
             for pcm in audio.chunks(job_id, idle_timeout=settings.VOICE_JOB_IDLE_TIMEOUT):

@@ -15,22 +15,27 @@ from .sending import on_thread_loop, requester_sender
 
 
 @shared_task(name="voice.tasks.tts_synthesize", ignore_result=True, acks_late=True)
-def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None, trace_id=None):
+def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None, trace_id=None, language=None):
     runners.tts_run(
         send=requester_sender(reply_to, on_thread_loop()),
         job_id=job_id,
         text=text,
         speaker_id=speaker_id,
         engine_name=engine_name,
+        language=language,
         cancelled=functools.partial(backends.current().cancel_flags.cancelled, job_id),
         trace_id=trace_id,
     )
 
 
 @shared_task(name="voice.tasks.asr_stream", ignore_result=True, acks_late=True)
-def asr_stream(reply_to, job_id, phrases=None, trace_id=None):
+def asr_stream(reply_to, job_id, phrases=None, trace_id=None, language=None):
     runners.asr_run(
-        send=requester_sender(reply_to, on_thread_loop()), job_id=job_id, phrases=phrases, trace_id=trace_id
+        send=requester_sender(reply_to, on_thread_loop()),
+        job_id=job_id,
+        phrases=phrases,
+        language=language,
+        trace_id=trace_id,
     )
 
 

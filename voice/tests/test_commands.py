@@ -274,7 +274,7 @@ def test_synthesize_speaks_the_text_for_the_ear(tmp_path, monkeypatch):
     heard = []
 
     class Recording(FakeEngine):
-        def stream(self, text, voice=None):
+        def stream(self, text, voice=None, language=None):
             heard.append(text)
             yield from super().stream(text, voice)
 

@@ -250,7 +250,7 @@ def test_worker_timeout(api, settings, monkeypatch):
 
 
 def test_asr_model_missing(api, monkeypatch):
-    def no_model():
+    def no_model(language=None):
         raise ASRError("No Vosk model found.", code="asr_model_missing")
 
     monkeypatch.setattr("voice.jobs.runners.get_asr_engine", no_model)
@@ -262,7 +262,7 @@ def test_asr_crash(api, monkeypatch):
         def open_stream(self, phrases=None):
             raise RuntimeError("segfault-ish")
 
-    monkeypatch.setattr("voice.jobs.runners.get_asr_engine", Broken)
+    monkeypatch.setattr("voice.jobs.runners.get_asr_engine", lambda language=None: Broken())
     message = rejected(post_base64(api, fixture_bytes("thanks.wav")), 502, "asr_failed")
     assert "segfault" not in message
 

@@ -32,14 +32,15 @@ class FakeEngine(TTSEngine):
 
     name = "fake"
     sample_rate = 22050
+    languages = frozenset({"zh", "en", "ja", "ko"})
 
     def __init__(self, pieces=(), error=None):
         self.pieces, self.error, self.produced = list(pieces), error, 0
 
-    def default_voice_name(self):
+    def default_voice_name(self, language=None):
         return "fake-voice"
 
-    def stream(self, text, voice=None):
+    def stream(self, text, voice=None, language=None):
         for piece in self.pieces:
             self.produced += 1
             yield piece
@@ -67,13 +68,13 @@ def test_piper_speaks_english_at_22050_hz():
 def test_piper_synthesises_sentence_by_sentence_as_asked(monkeypatch):
     engine = get_tts_engine("piper")
     inferences = []
-    infer = engine._voice.phoneme_ids_to_audio  # one ONNX run per sentence
+    infer = engine._voices["en"].phoneme_ids_to_audio  # one ONNX run per sentence
 
     def counting(*args, **kwargs):
         inferences.append(1)
         return infer(*args, **kwargs)
 
-    monkeypatch.setattr(engine._voice, "phoneme_ids_to_audio", counting)
+    monkeypatch.setattr(engine._voices["en"], "phoneme_ids_to_audio", counting)
     stream = engine.stream("One sentence here. Then a second one. And a third.")
     first = next(stream)
     assert len(inferences) == 1  # the later sentences are not synthesised yet
@@ -114,7 +115,7 @@ def test_unknown_engine_name(engines):
 def test_chain_skips_engines_that_do_not_load(engines, settings):
     engines.pop("default", None)
     settings.VOICE_TTS_ENGINES = ["no-such-engine", "espeak"]
-    settings.ESPEAK_VOICE = "en-us"
+    settings.ESPEAK_VOICES = {"en": "en-us"}
     engines.pop("espeak-ng", None)
     engine = get_tts_engine()
     assert engine.name == "espeak-ng"
@@ -171,7 +172,7 @@ def test_chunks_are_split_to_the_configured_length_in_order(engines, settings):
 
 def test_an_engine_may_return_a_plain_list(engines):
     class ListEngine(FakeEngine):
-        def stream(self, text, voice=None):
+        def stream(self, text, voice=None, language=None):
             return [b"\1\0" * 10, b"\2\0" * 10]
 
     engines["list"] = ListEngine()
@@ -274,10 +275,10 @@ def test_an_engine_failing_at_warm_up_gives_way_to_the_next(settings, monkeypatc
     class LoadsLazilyThenFails(TTSEngine):
         name = "cosyvoice2"
 
-        def default_voice_name(self):
+        def default_voice_name(self, language=None):
             return "x"
 
-        def stream(self, text, voice=None):
+        def stream(self, text, voice=None, language=None):
             yield b""
 
         def warm_up(self):

@@ -28,24 +28,48 @@ class VoiceInfo:
     voice: str
     sample_rate: int
     clones: bool  # True when the speaker's own voice is used
+    language: str = ""  # the language spoken ("zh", "en", ...)
+
+
+def language_code(tag: str) -> str:
+    """A language tag as the engines are routed by: zh_CN, zh-Hans, cmn -> zh; en_US -> en; yue stays."""
+    base = (tag or "").strip().lower().replace("_", "-").split("-")[0]
+    return {"cmn": "zh", "zh": "zh"}.get(base, base)
 
 
 class TTSEngine(ABC):
     name: str = ""
     sample_rate: int = 22050
     clones_voices: bool = False
+    # The languages this engine speaks (language_code form); a sentence in another goes to the next
+    # engine of the chain. `reads_numbers`: it has its own text frontend (numbers, dates), so the
+    # number pass of voice.speech_text is left out for it.
+    languages: frozenset[str] = frozenset()
+    reads_numbers: bool = False
 
     @abstractmethod
-    def stream(self, text: str, voice: VoiceRef | None = None) -> Iterator[bytes]:
-        """Yield mono PCM16 little-endian chunks at `self.sample_rate` as they are produced."""
+    def stream(self, text: str, voice: VoiceRef | None = None, language: str | None = None) -> Iterator[bytes]:
+        """Yield mono PCM16 little-endian chunks at `self.rate(language)` as they are produced."""
 
     @abstractmethod
-    def default_voice_name(self) -> str: ...
+    def default_voice_name(self, language: str | None = None) -> str: ...
 
-    def voice_info(self, voice: VoiceRef | None) -> VoiceInfo:
+    def speaks(self, language: str) -> bool:
+        return language in self.languages
+
+    def rate(self, language: str | None = None) -> int:
+        """The sample rate of the audio in `language` (Piper voices differ)."""
+        return self.sample_rate
+
+    def voice_info(self, voice: VoiceRef | None, language: str | None = None) -> VoiceInfo:
+        rate, lang = self.rate(language), language or ""
         if voice is not None and self.clones_voices:
-            return VoiceInfo(self.name, voice.name, self.sample_rate, True)
-        return VoiceInfo(self.name, self.default_voice_name(), self.sample_rate, False)
+            return VoiceInfo(self.name, voice.name, rate, True, lang)
+        return VoiceInfo(self.name, self.default_voice_name(language), rate, False, lang)
+
+    def voices(self) -> dict[str, str]:
+        """Language -> the voice that speaks it."""
+        return {lang: self.default_voice_name(lang) for lang in sorted(self.languages)}
 
     def describe(self) -> dict:
         return {
@@ -53,6 +77,8 @@ class TTSEngine(ABC):
             "sample_rate": self.sample_rate,
             "clones_voices": self.clones_voices,
             "default_voice": self.default_voice_name(),
+            "languages": sorted(self.languages),
+            "voices": self.voices(),
         }
 
     def warm_up(self) -> None:

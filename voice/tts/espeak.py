@@ -1,11 +1,15 @@
-"""espeak-ng: formant synthesis from Debian's package. Robotic, but covers Mandarin and is tiny."""
+"""espeak-ng: formant synthesis from Debian's package. Robotic, but tiny, with a voice per language
+(Mandarin, English, Japanese, Korean, Cantonese, ...)."""
 
+import logging
 import shutil
 import struct
 import subprocess
 import tempfile
 
-from .base import TTSEngine, TTSError
+from .base import TTSEngine, TTSError, language_code
+
+logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4096
 WAV_HEADER_BYTES = 44  # espeak-ng --stdout writes a canonical 44-byte header (sizes unknown: 0x7ffff...)
@@ -21,29 +25,62 @@ def _header_rate(header: bytes) -> int:
     return rate
 
 
+# The default voice per language. Mandarin is `cmn-latn-pinyin`: espeak-ng 1.51's `cmn` reads
+# Chinese characters through English rules (letter names); this one gives Mandarin phonemes.
+DEFAULT_VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "yue": "yue"}
+
+
 class EspeakEngine(TTSEngine):
     name = "espeak-ng"
     clones_voices = False
     sample_rate = 22050
 
-    def __init__(self, voice: str = "cmn", binary: str = "espeak-ng"):
+    def __init__(self, voices: dict[str, str] | str | None = None, binary: str = "espeak-ng"):
+        """`voices`: language -> espeak-ng voice (a single voice name: Mandarin only, as before)."""
         self.binary = shutil.which(binary)
         if self.binary is None:
             raise TTSError("espeak-ng is not installed (apt-get install espeak-ng).", code="tts_engine_missing")
-        self.voice = voice
-        # One short synthesis checks the voice exists and gives its real rate (mbrola voices are 16 kHz).
+        if isinstance(voices, str):
+            voices = {"zh": voices}
+        self.voice_by_language: dict[str, str] = {}
+        problems = []
+        for language, voice in (voices if voices is not None else DEFAULT_VOICES).items():
+            try:
+                rate = self._probe(voice)
+            except TTSError as exc:
+                problems.append(str(exc))
+                continue
+            if self.voice_by_language and rate != self.sample_rate:
+                problems.append(f"espeak-ng voice {voice!r} speaks at {rate} Hz, the others at {self.sample_rate}.")
+                continue
+            self.sample_rate = rate
+            self.voice_by_language[language_code(language)] = voice
+        for problem in problems:
+            logger.warning("%s", problem)
+        if not self.voice_by_language:
+            raise TTSError("; ".join(problems) or "No espeak-ng voice is configured.", code="tts_engine_missing")
+        self.languages = frozenset(self.voice_by_language)
+
+    def _probe(self, voice: str) -> int:
+        """One short synthesis checks the voice exists and gives its real rate (mbrola voices are 16 kHz)."""
+        assert self.binary is not None
         probe = subprocess.run(  # noqa: S603 - fixed binary, no shell
-            [self.binary, "-v", self.voice, "--stdout", "a"], capture_output=True, timeout=30, check=False
+            [self.binary, "-v", voice, "--stdout", "a"], capture_output=True, timeout=30, check=False
         )
         if probe.returncode != 0 or len(probe.stdout) < WAV_HEADER_BYTES:
             detail = probe.stderr.decode(errors="replace").strip()[:200]
             raise TTSError(f"espeak-ng cannot speak with voice {voice!r}: {detail}", code="tts_engine_missing")
-        self.sample_rate = _header_rate(probe.stdout[:WAV_HEADER_BYTES])
+        return _header_rate(probe.stdout[:WAV_HEADER_BYTES])
 
-    def default_voice_name(self) -> str:
-        return self.voice
+    def _voice(self, language: str | None) -> str:
+        if language in self.voice_by_language:
+            return self.voice_by_language[language]
+        return next(iter(self.voice_by_language.values()))
 
-    def stream(self, text, voice=None):
+    def default_voice_name(self, language=None) -> str:
+        return self._voice(language)
+
+    def stream(self, text, voice=None, language=None):
         text = (text or "").strip()
         if not text:
             return
@@ -51,7 +88,7 @@ class EspeakEngine(TTSEngine):
         # file so a chatty espeak-ng can never block on a full pipe nobody reads.
         with tempfile.TemporaryFile() as errors:
             process = subprocess.Popen(  # noqa: S603 - fixed binary, text via stdin, no shell
-                [self.binary, "-v", self.voice, "--stdout", "--stdin"],
+                [self.binary, "-v", self._voice(language), "--stdout", "--stdin"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,

@@ -1,4 +1,8 @@
-"""Picks the TTS engine: the configured chain (default: CosyVoice2, then Piper, then espeak-ng)."""
+"""Picks the TTS engine: the configured chain (default: CosyVoice2, then Piper, then espeak-ng).
+
+Each sentence goes to the first engine of the chain that loads and speaks its language
+(`engine_for`); `get_tts_engine()` without a language is the first that loads (warm-up, status).
+"""
 
 import logging
 import threading
@@ -29,11 +33,11 @@ def _build(name: str) -> TTSEngine:
     if name == "piper":
         from .piper import PiperEngine
 
-        return PiperEngine(settings.PIPER_VOICE_PATH or None)
+        return PiperEngine(settings.PIPER_VOICES, legacy_path=settings.PIPER_VOICE_PATH)
     if name == "espeak-ng":
         from .espeak import EspeakEngine
 
-        return EspeakEngine(settings.ESPEAK_VOICE)
+        return EspeakEngine(settings.ESPEAK_VOICES)
     if name == "silence":
         from .silence import SilenceEngine
 
@@ -94,6 +98,38 @@ def get_tts_engine(name: str | None = None) -> TTSEngine:
     raise TTSError(
         "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
     )
+
+
+def engine_for(language: str, name: str | None = None) -> TTSEngine | None:
+    """The engine that speaks `language`: the named one, or the first of VOICE_TTS_ENGINES that loads
+    and speaks it. None when none does (the sentence is shown, not spoken by a wrong-language voice).
+
+    Raises TTSError when the named engine, or every engine of the chain, cannot load at all.
+    """
+    if name:
+        engine = _load(canonical_name(name))
+        return engine if engine.speaks(language) else None
+    default = _engines.get("default")  # the chain's first engine, once known (or one a test pins)
+    if default is not None and default.speaks(language):
+        return default
+    errors, loaded = [], default is not None
+    for candidate in settings.VOICE_TTS_ENGINES:
+        key = canonical_name(candidate)
+        if not key:
+            continue
+        try:
+            engine = _load(key)
+        except TTSError as exc:
+            errors.append(f"{key}: {exc}")
+            continue
+        loaded = True
+        if engine.speaks(language):
+            return engine
+    if not loaded:
+        raise TTSError(
+            "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
+        )
+    return None
 
 
 def mark_failed(engine: TTSEngine, error: Exception) -> None:

@@ -5,6 +5,7 @@ import platform
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools.benchmarks import cosyvoice_gpu as gpu_benchmark
+from devtools.benchmarks import memory as memory_benchmark
 from devtools.benchmarks import voice_loop as benchmark
 
 TARGETS = {
@@ -17,6 +18,7 @@ TARGETS = {
     "overhead_p95_ms": ("<", 50),
     "sessions_200_errors": ("<=", 0),
     "sessions_200_p99_ms": ("<", 250),
+    "recall_p95_ms": ("<", 5),
 }
 
 
@@ -38,6 +40,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--rounds", type=int, help="Rounds of each latency figure (default 7; --quick 3).")
         parser.add_argument("--sessions", help="Concurrent session counts, e.g. 50,100,200 (the default; --quick 50).")
+        parser.add_argument(
+            "--memory", action="store_true", help="Only the cost of memory recall (devtools/benchmarks/memory.py)."
+        )
         gpu_benchmark.add_arguments(parser)
         parser.add_argument(
             "--database",
@@ -50,6 +55,11 @@ class Command(BaseCommand):
     def handle(self, *args, quick=False, json=None, database="", gpu=False, rounds=None, sessions=None, **options):
         if gpu:
             return gpu_benchmark.handle(self, json_path=json, machine=machine(), **options)
+        if options.get("memory"):
+            for name, value in memory_benchmark.run().items():
+                target = TARGETS.get(name)
+                self.stdout.write(f"{name:<28}{value:>12.3f}  {f'{target[0]} {target[1]:g}' if target else ''}")
+            return None
         plan = benchmark.Plan.quick() if quick else benchmark.Plan()
         if rounds is not None:
             if rounds < 1:

@@ -434,3 +434,23 @@ describe("display", () => {
     assert.throws(() => reduce(state, {}), /unknown voice action/);
   });
 });
+
+describe("barge-in: reply_paused and reply_resumed", () => {
+  test("a paused reply holds its audio and plays on when resumed", () => {
+    const paused = run(streaming(), event("reply_paused", { turn_id: 1 }));
+    assert.deepEqual(paused.effects, [{ type: "pauseAudio" }]);
+    assert.equal(paused.state.replyPaused, true);
+    const resumed = run(paused.state, event("reply_resumed", { turn_id: 1 }));
+    assert.deepEqual(resumed.effects, [{ type: "resumeAudio" }]);
+    assert.equal(resumed.state.replyPaused, false);
+  });
+
+  test("an interruption after the pause drops the held audio; other turns' events do nothing", () => {
+    const paused = run(streaming(), event("reply_paused", { turn_id: 1 })).state;
+    const cut = run(paused, event("interrupted", { turn_id: 1, message_id: 3 }));
+    assert.ok(types(cut.effects).includes("dropAudio"));
+    assert.equal(cut.state.replyPaused, false);
+    assert.deepEqual(run(cut.state, event("reply_resumed", { turn_id: 1 })).effects, []);
+    assert.deepEqual(run(streaming(), event("reply_paused", { turn_id: 9 })).effects, []);
+  });
+});

@@ -1,6 +1,8 @@
 // Streamed reply audio: PCM16 chunks (12-byte header turn/sentence/seq) scheduled back to back on
 // one AudioContext timeline, so consecutive chunks play without gaps. Audio of an interrupted or
-// older turn is dropped; stop() silences everything at once.
+// older turn is dropped; stop() silences everything at once. pause() (a barge-in the server is not
+// yet sure of: `reply_paused`) silences it too but keeps what had not been heard, and what arrives
+// meanwhile; resume() (`reply_resumed`) plays it on from where it paused.
 
 import { decodeSamples, parseAudioHeader } from "./frames.js";
 
@@ -20,6 +22,8 @@ export class Playback {
     this.rates = new Map(); // "turn:sentence" -> sample rate (from `sentence` events)
     this.defaultRate = 24000; // ready.output.sample_rate
     this.sources = new Set();
+    this.paused = false;
+    this.held = []; // while paused: [{audio, offset, turn}] to play on resume, in order
     this.nextTime = 0;
     this.turn = 0; // the turn being played
     this.dropUpTo = 0; // audio of turns <= this is discarded
@@ -27,7 +31,7 @@ export class Playback {
   }
 
   get playing() {
-    return this.sources.size > 0;
+    return this.sources.size > 0 || this.held.length > 0;
   }
 
   sentence({ turn_id: turn, sentence_id: sentence, sample_rate: rate }) {
@@ -60,10 +64,11 @@ export class Playback {
     const samples = decodeSamples(buffer); // decoded only for audio that will play
     const audio = this.context.createBuffer(1, frame.sampleCount, rate);
     audio.copyToChannel(samples, 0);
-    this.schedule(audio, turn);
+    if (this.paused) this.held.push({ audio, offset: 0, turn });
+    else this.schedule(audio, turn);
   }
 
-  schedule(audio, turn) {
+  schedule(audio, turn, offset = 0) {
     const now = this.context.currentTime;
     const gain = this.context.createGain();
     let start = this.nextTime;
@@ -77,6 +82,7 @@ export class Playback {
     source.buffer = audio;
     source.connect(gain).connect(this.output);
     source.turn = turn;
+    source.startAt = start - offset; // where the buffer's beginning falls on the timeline
     source.addEventListener("ended", () => {
       this.sources.delete(source);
       gain.disconnect();
@@ -86,17 +92,49 @@ export class Playback {
     });
     const wasIdle = !this.sources.size;
     this.sources.add(source);
-    source.start(start);
-    this.nextTime = start + audio.duration;
+    source.start(start, offset);
+    this.nextTime = start + audio.duration - offset;
     this.stats.chunksScheduled += 1;
     this.stats.secondsScheduled += audio.duration;
     if (wasIdle) this.onStart();
   }
 
+  // Silence at once, keeping the unheard rest of what was scheduled (and what comes) for resume().
+  pause() {
+    if (this.paused) return;
+    const now = this.context.currentTime;
+    const pending = [...this.sources].sort((a, b) => a.startAt - b.startAt);
+    this.held = pending
+      .map((source) => ({ audio: source.buffer, offset: Math.max(0, now - source.startAt), turn: source.turn }))
+      .filter((item) => item.offset < item.audio.duration);
+    this.silence(pending, now);
+    this.paused = true;
+  }
+
+  // Play on what pause() kept, from where it stopped.
+  resume() {
+    if (!this.paused) return;
+    this.paused = false;
+    const held = this.held;
+    this.held = [];
+    this.nextTime = 0;
+    for (const { audio, offset, turn } of held) {
+      if (turn > this.dropUpTo) this.schedule(audio, turn, offset);
+    }
+    if (!this.sources.size) this.onIdle();
+  }
+
   // Silence at once (a few ms fade to avoid a click) and forget the queue.
   stop() {
-    const now = this.context.currentTime;
+    const hadHeld = this.held.length > 0;
+    this.paused = false;
+    this.held = [];
     const sources = [...this.sources];
+    this.silence(sources, this.context.currentTime);
+    if (sources.length || hadHeld) this.onIdle();
+  }
+
+  silence(sources, now) {
     this.sources.clear();
     this.nextTime = 0;
     for (const source of sources) {
@@ -109,6 +147,5 @@ export class Playback {
     }
     this.output.gain.cancelScheduledValues(now);
     this.output.gain.setValueAtTime(1, now);
-    if (sources.length) this.onIdle();
   }
 }

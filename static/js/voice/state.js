@@ -29,6 +29,7 @@
 //   {type: "audioTurn", turnId}           the player starts this turn (older audio is cut)
 //   {type: "dropAudio", turnId}           silence and discard audio of this turn and older (undefined: the current)
 //   {type: "stopAudio"}                   silence what is playing
+//   {type: "pauseAudio"} / {type: "resumeAudio"}   hold the reply's audio (a possible barge-in) / play it on
 //   {type: "openMic"}                     start capturing; then dispatch micOpened or micFailed
 //   {type: "closeMic", send}              stop capturing; then dispatch micClosed {wasOpen, send}
 //   {type: "send", message}               a command over the socket
@@ -69,6 +70,7 @@ export function initialState({ mode } = {}) {
     flash: "", // a passing notice, shown while idle
     caption: "", // the live transcript of what the user says
     subtitle: "", // the sentence being spoken
+    replyPaused: false, // the server paused the reply (reply_paused) until it resumes or interrupts it
     outputRate: null, // from `ready`: output.sample_rate
     display: null, // what the user was last shown: see displayState(); set by settle()
   };
@@ -253,7 +255,21 @@ function onEvent(s, fx, facts, event) {
     case "title":
       fx.push({ type: "conversationTitle", id: event.conversation_id, title: event.title });
       break;
+    case "reply_paused":
+      // The server heard the user over the reply: hold it until it knows (a cough resumes it).
+      if (turn && turn.id === event.turn_id) {
+        s.replyPaused = true;
+        fx.push({ type: "pauseAudio" });
+      }
+      break;
+    case "reply_resumed":
+      if (s.replyPaused && turn && turn.id === event.turn_id) {
+        s.replyPaused = false;
+        fx.push({ type: "resumeAudio" });
+      }
+      break;
     case "interrupted":
+      s.replyPaused = false;
       if (turn && event.turn_id !== null && turn.id === event.turn_id) markInterrupted(s, fx, facts);
       fx.push({ type: "dropAudio", turnId: event.turn_id ?? undefined });
       s.subtitle = "";

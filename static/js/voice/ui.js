@@ -124,6 +124,12 @@ export function initVoice(chat) {
       case "stopAudio":
         media.player?.stop();
         break;
+      case "pauseAudio":
+        media.player?.pause();
+        break;
+      case "resumeAudio":
+        media.player?.resume();
+        break;
       case "openMic":
         return openMic();
       case "closeMic":

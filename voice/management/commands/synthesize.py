@@ -62,7 +62,11 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot write {out}: {exc.strerror or exc}.") from None
         duration = len(pcm) / 2 / rate
-        self.stdout.write(f"engine: {last['engine']}")
-        self.stdout.write(f"voice: {last['voice']}{' (cloned)' if last.get('clones') else ''}")
+        for part in last.get("spoken") or [last]:
+            self.stdout.write(f"engine: {part['engine'] or 'none'}")
+            self.stdout.write(f"voice: {part['voice'] or 'none'}{' (cloned)' if part.get('clones') else ''}")
+            self.stdout.write(f"language: {part.get('language') or '-'}")
+        for sentence in last.get("unspoken") or []:
+            self.stderr.write(f"not spoken (no voice speaks {sentence['language']}): {sentence['text']}")
         self.stdout.write(f"duration: {duration:.2f} s ({rate} Hz, {last['chunks']} chunks)")
         self.stdout.write(f"written: {out_path}")

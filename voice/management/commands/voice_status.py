@@ -31,7 +31,13 @@ def _engines(load: bool) -> dict:
             except TTSError as exc:
                 entry.update(loaded=False, code=exc.code, error=str(exc))
         tts.append(entry)
-    asr = {"name": settings.VOICE_ASR_ENGINE}
+    from voice.asr.registry import model_choice
+
+    # Recognition by language ("I speak"): which model each gets here, the fallback said plainly.
+    asr: dict = {
+        "name": settings.VOICE_ASR_ENGINE,
+        "languages": {lang: model_choice(lang).as_dict() for lang in settings.VOSK_MODELS},
+    }
     if load:
         from voice.asr import ASRError, get_asr_engine
 
@@ -203,7 +209,8 @@ class Command(BaseCommand):
             if "loaded" not in entry:
                 out(f"  {entry['name']}")
             elif entry["loaded"]:
-                out(f"  {entry['name']}: loads ({entry['default_voice']}, {entry['sample_rate']} Hz)")
+                voices = ", ".join(f"{lang} {voice}" for lang, voice in entry.get("voices", {}).items())
+                out(f"  {entry['name']}: loads ({voices or entry['default_voice']}, {entry['sample_rate']} Hz)")
             else:
                 out(f"  {entry['name']}: does not load: {entry['error']}")
         asr = engines["asr"]
@@ -211,6 +218,9 @@ class Command(BaseCommand):
         if "loaded" in asr:
             detail = f": loads ({asr.get('model_path')})" if asr["loaded"] else f": does not load: {asr['error']}"
         out(f"ASR engine: {asr['name']}{detail}")
+        for lang, choice in asr.get("languages", {}).items():
+            note = f" (FALLBACK: recognises {choice['recognises']})" if choice["fallback"] else ""
+            out(f"  recognition {lang}: {choice['model'] or 'none'}{note}")
         out("Packages: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in engines["packages"].items()))
 
         models = report["models"]

@@ -59,6 +59,9 @@ class CosyVoice2Engine(TTSEngine):
     name = "cosyvoice2"
     clones_voices = True
     sample_rate = MODEL_SAMPLE_RATE
+    # Upstream's languages, each in the speaker's own timbre; its text frontend reads numbers itself.
+    languages = frozenset({"zh", "en", "ja", "ko", "yue"})
+    reads_numbers = True
 
     def __init__(
         self,
@@ -204,7 +207,7 @@ class CosyVoice2Engine(TTSEngine):
         if self._hop_len_after_load is not None and hasattr(inner, "token_hop_len"):
             inner.token_hop_len = self._hop_len_after_load
 
-    def stream(self, text: str, voice: VoiceRef | None = None) -> Iterator[bytes]:
+    def stream(self, text: str, voice: VoiceRef | None = None, language: str | None = None) -> Iterator[bytes]:
         sentences = split_sentences(text)
         if not sentences:
             return
@@ -258,7 +261,7 @@ class CosyVoice2Engine(TTSEngine):
         return stopping is None or stopping.wait(timeout)
 
     # --- the rest of the interface --------------------------------------------------------------------
-    def default_voice_name(self) -> str:
+    def default_voice_name(self, language: str | None = None) -> str:
         if self.default_prompt_wav:
             return f"default prompt ({Path(self.default_prompt_wav).stem})"
         return "none (a reference recording is needed)"

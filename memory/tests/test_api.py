@@ -1,0 +1,97 @@
+"""The memory API, the persona in /api/settings, the export; recall and parsing on their own."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from memory.models import Memory
+from memory.recall import Candidate, recall, terms
+from memory.structured import memory_changes
+
+pytestmark = pytest.mark.django_db
+
+
+def test_add_list_edit_delete_forget_all(api, user, settings):
+    settings.MEMORY_ENABLED = True  # off in the test settings
+    created = api.post("/api/memories", {"text": "  喜欢  爬山 "}, content_type="application/json")
+    assert created.status_code == 201 and created.json()["text"] == "喜欢 爬山"
+    assert created.json()["source"] == "user"
+    listed = api.get("/api/memories").json()
+    assert [m["text"] for m in listed["memories"]] == ["喜欢 爬山"] and listed["enabled"] is True
+    pk = created.json()["id"]
+    edited = api.patch(f"/api/memories/{pk}", {"text": "喜欢徒步"}, content_type="application/json")
+    assert edited.status_code == 200 and edited.json()["text"] == "喜欢徒步"
+    assert (
+        api.post("/api/memories", {"text": "喜欢徒步"}, content_type="application/json").json()["error"]["code"]
+        == "duplicate_memory"
+    )
+    assert api.delete(f"/api/memories/{pk}").status_code == 204
+    api.post("/api/memories", {"text": "有一只猫"}, content_type="application/json")
+    assert api.post("/api/memories/forget_all").json() == {"deleted": 1}
+    assert not Memory.objects.filter(owner=user).exists()
+
+
+@pytest.mark.parametrize(("text", "code"), [("   ", "invalid_memory"), ("x" * 201, "memory_too_long")])
+def test_bad_text_is_a_clear_400(api, text, code):
+    response = api.post("/api/memories", {"text": text}, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+def test_another_users_memory_is_404(api, other_user):
+    theirs = Memory.objects.create(owner=other_user, text="叫小红", confirmed_at=timezone.now())
+    assert api.patch(f"/api/memories/{theirs.pk}", {"text": "x"}, content_type="application/json").status_code == 404
+    assert api.delete(f"/api/memories/{theirs.pk}").status_code == 404
+    assert api.get("/api/memories").json()["memories"] == []
+    api.post("/api/memories/forget_all")
+    assert Memory.objects.filter(pk=theirs.pk).exists()
+
+
+def test_memory_switch_and_persona_in_settings(api, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
+    settings.MEMORY_ENABLED = True
+    got = api.get("/api/settings").json()
+    assert got["memory_enabled"] is True and got["persona"] == {"name": "", "personality": "", "address": ""}
+    assert got["persona_defaults"]["name"] == "魔镜"
+    patched = api.patch(
+        "/api/settings", {"memory_enabled": False, "persona": {"name": " 小白 "}}, content_type="application/json"
+    ).json()
+    assert patched["memory_enabled"] is False and patched["persona"]["name"] == "小白"
+    assert api.get("/api/memories").json()["enabled"] is False
+    too_long = api.patch("/api/settings", {"persona": {"name": "x" * 41}}, content_type="application/json")
+    assert too_long.status_code == 400
+
+
+def test_export_has_all_my_data_and_nothing_of_others(api, user, other_user):
+    Memory.objects.create(owner=user, text="叫小明", confirmed_at=timezone.now())
+    Memory.objects.create(owner=other_user, text="叫小红", confirmed_at=timezone.now())
+    response = api.get("/api/export")
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    data = json.loads(response.content)
+    assert data["account"]["username"] == user.username
+    assert [m["text"] for m in data["memories"]] == ["叫小明"]
+    assert "小红" not in response.content.decode()
+
+
+def test_terms_are_chinese_bigrams_and_words():
+    assert terms("女儿在上海") == {"女儿", "儿在", "在上", "上海"}
+    assert terms("Likes Hiking!") == {"likes", "hiking"}
+
+
+def test_recall_sends_all_while_they_fit_else_the_relevant_and_recent():
+    now = timezone.now()
+    memories = [
+        Candidate(1, "喜欢爬山", now - timedelta(days=300)),
+        Candidate(2, "女儿在上海读大学", now - timedelta(days=300)),
+        Candidate(3, "对花粉过敏", now),
+    ]
+    assert recall(memories, ["你好"], budget=100, now=now) == memories
+    picked = recall(memories, ["我下周去上海看女儿"], budget=15, now=now)
+    assert [m.id for m in picked] == [2, 3]  # the relevant one, then the fresh one
+
+
+def test_memory_changes_parsing():
+    assert memory_changes('{"add": ["a"]}').add == ["a"]
+    assert memory_changes("no json") is None
+    assert memory_changes('{"add": "a"}') is None
