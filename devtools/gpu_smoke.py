@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CARRY_LIMIT = 56 * 2**20  # a device call carries 64 MiB with the working tree (~2 MB)
-# The GPU image's packages (/work/.library/device/KINDS.md, nvidia-h200, read 2026-11-17), by PyPI name.
+# The GPU image's packages (the device tool's list for nvidia-h200, read 2026-11-17), by PyPI name.
 IMAGE_HAS = frozenset(
     """absl-py accelerate aiofiles aiohttp anyio attrs certifi charset-normalizer click cloudpickle contourpy
     cycler einops filelock flatbuffers fonttools fsspec h11 hf-xet httpcore httpx idna jinja2 joblib
