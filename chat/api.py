@@ -4,7 +4,13 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,13 +28,41 @@ from .services.conversations import (
     message_text_clean,
 )
 from .services.limits import turn_budget_take
-from .services.replies import reply_stream
+from .services.replies import reply_stream, tool_calls_public
+
+
+class ToolCallOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="The LLM's id of the call.")
+    name = serializers.CharField(help_text="The tool called.")
+    arguments = serializers.CharField(help_text="Its arguments, JSON text as the LLM wrote them.")
+    outcome = serializers.ChoiceField(
+        choices=["ok", "error", "invalid", "timeout", "unknown_tool", "cancelled"],
+        help_text="ok; error (the tool refused or failed); invalid (arguments not valid for its schema); timeout "
+        "(over TOOLS_TIMEOUT_S); unknown_tool; cancelled (the turn was interrupted while it ran).",
+    )
+    result = serializers.CharField(help_text='What the LLM was told: the result\'s JSON text, or {"error": ...}.')
 
 
 class MessageOutput(serializers.ModelSerializer):
+    tool_calls = serializers.SerializerMethodField()
+
     class Meta:
         model = Message
-        fields = ["id", "role", "content", "source", "interrupted", "error_code", "speaker_id", "created_at"]
+        fields = [
+            "id",
+            "role",
+            "content",
+            "source",
+            "interrupted",
+            "error_code",
+            "speaker_id",
+            "tool_calls",
+            "created_at",
+        ]
+
+    @extend_schema_field(ToolCallOutput(many=True))
+    def get_tool_calls(self, message) -> list[dict]:
+        return tool_calls_public(message.tool_calls if isinstance(message, Message) else message.get("tool_calls"))
 
 
 class ConversationOutput(serializers.Serializer):
@@ -159,6 +193,36 @@ class ErrorEventData(serializers.Serializer):
     message_id = serializers.IntegerField(allow_null=True, help_text="The saved reply with what had arrived, or null.")
 
 
+class ToolCallEventData(serializers.Serializer):
+    type = ConstField("tool_call")
+    calls = inline_serializer(
+        "EventToolCall",
+        {"id": serializers.CharField(), "name": serializers.CharField(), "arguments": serializers.CharField()},
+        many=True,
+        help_text="The tools the LLM called in this round (they run at once).",
+    )
+
+
+class ToolResultEventData(serializers.Serializer):
+    type = ConstField("tool_result")
+    id = serializers.CharField()
+    name = serializers.CharField()
+    outcome = serializers.CharField(help_text="As a message's tool_calls[].outcome.")
+    result = serializers.CharField(help_text="What the LLM is told (JSON text); the reply's text continues after it.")
+
+
+class EffectEventData(serializers.Serializer):
+    type = ConstField("effect")
+    effect = serializers.ChoiceField(
+        choices=["speaker", "new_conversation"],
+        help_text="speaker: replies are now read in this voice (the user's current speaker); new_conversation: "
+        "the next message starts a new conversation.",
+    )
+    speaker = inline_serializer(
+        "EventSpeaker", {"id": serializers.IntegerField(), "name": serializers.CharField()}, required=False
+    )
+
+
 class TitleEventData(serializers.Serializer):
     type = ConstField("title")
     conversation_id = serializers.IntegerField()
@@ -171,6 +235,9 @@ CHAT_EVENTS = PolymorphicProxySerializer(
         sse_event("conversation", ConversationEventData),
         sse_event("user_message", UserMessageEventData),
         sse_event("delta", DeltaEventData),
+        sse_event("tool_call", ToolCallEventData),
+        sse_event("tool_result", ToolResultEventData),
+        sse_event("effect", EffectEventData),
         sse_event("done", DoneEventData),
         sse_event("error", ErrorEventData),
         sse_event("title", TitleEventData),
@@ -212,8 +279,9 @@ class ChatApi(APIView):
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 CHAT_EVENTS,
-                description="Server-sent events, each one of these: conversation, user_message, delta*, then done "
-                "or error, then (first exchange only) title. See docs/api.md.",
+                description="Server-sent events, each one of these: conversation, user_message, delta* (with "
+                "tool_call, tool_result and effect between them when the LLM calls tools), then done or error, then "
+                "(first exchange only) title. See docs/api.md.",
             ),
             **api_errors(
                 {

@@ -1,4 +1,5 @@
 import logging
+import threading
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -9,12 +10,13 @@ logger = logging.getLogger(__name__)
 
 
 def check_llm_configured(app_configs, **kwargs):
-    if settings.LLM_API_KEY:
+    if settings.LLM_API_KEY or settings.OLLAMA_URL:  # Ollama is looked for at start-up (no network in checks)
         return []
     return [
         checks.Warning(
             "No LLM API key is configured.",
-            hint="Set LLM_API_KEY (or DEEPSEEK_API_KEY). Until then chat replies report 'LLM not configured'.",
+            hint="Set LLM_API_KEY (or DEEPSEEK_API_KEY), or OLLAMA_URL to a local Ollama. Until then chat "
+            "replies report 'LLM not configured'.",
             id="chat.W001",
         )
     ]
@@ -27,8 +29,8 @@ class ChatConfig(AppConfig):
 
     def ready(self):
         checks.register(check_llm_configured, checks.Tags.compatibility)
-        if not settings.LLM_API_KEY and not getattr(settings, "TESTING", False):
-            logger.warning(
-                "No LLM API key configured (LLM_API_KEY or DEEPSEEK_API_KEY): the site runs, "
-                "but chat replies will say that the LLM is not configured."
-            )
+        if not getattr(settings, "TESTING", False):
+            # Which LLM the site uses, in one log line; looking for an Ollama may take a moment: not here.
+            from .llm_endpoint import log_at_start
+
+            threading.Thread(target=log_at_start, name="llm-endpoint", daemon=True).start()

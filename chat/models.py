@@ -69,6 +69,14 @@ class Message(models.Model):
         verbose_name=_("speaker"),
         help_text=_("The voice that read the reply aloud."),
     )
+    # A reply's tool calls, in order: {"id", "name", "arguments", "outcome", "result", "round", "offset"};
+    # `offset`: how much of `content` had been written when that round was called (history replay).
+    tool_calls = models.JSONField(
+        default=list,
+        blank=True,
+        verbose_name=_("tool calls"),
+        help_text=_("The tools the reply called and what they answered."),
+    )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:

@@ -25,7 +25,13 @@ def message_list(*, conversation) -> QuerySet[Message]:
 
 
 def llm_history(
-    *, conversation, max_messages=None, max_chars=None, pending_user_text=None, after_message_id=0
+    *,
+    conversation,
+    max_messages=None,
+    max_chars=None,
+    pending_user_text=None,
+    after_message_id=0,
+    replay_tools=False,
 ) -> list[dict]:
     """The conversation's most recent messages as LLM chat messages, oldest first.
 
@@ -33,36 +39,78 @@ def llm_history(
     the character budget if it alone exceeds it). Empty replies (failed turns) are skipped.
     `pending_user_text` is a user message not saved yet: the newest of all. `conversation=None`: a
     conversation with nothing saved yet (no query). `after_message_id`: only later messages (the
-    older ones are sent as their summary).
+    older ones are sent as their summary). `replay_tools`: a reply that called tools is sent as the
+    LLM made it (its text cut at each round of calls, the calls, their results: `tool_messages`), else
+    as its text alone (one item per message).
     """
     max_messages = settings.LLM_HISTORY_MAX_MESSAGES if max_messages is None else max_messages
     max_chars = settings.LLM_HISTORY_MAX_CHARS if max_chars is None else max_chars
     limit = max(max_messages, 1)
-    pending = [(Message.Role.USER, pending_user_text)] if pending_user_text else []
+    pending: list[tuple[str, str, list]] = [("user", pending_user_text, [])] if pending_user_text else []
     saved = (
         conversation.messages.exclude(content="")
         .exclude(role=Message.Role.SYSTEM)
         .filter(pk__gt=after_message_id or 0)
         .order_by("-created_at", "-id")
-        .values_list("role", "content")[: limit - len(pending)]
+        .values_list("role", "content", "tool_calls")[: limit - len(pending)]
         if limit > len(pending) and conversation is not None
         else []
     )
     recent = [*pending, *saved]
-    picked: list[dict] = []
+    picked: list[tuple[str, str, list]] = []
     used = 0
-    for role, content in recent:
-        if picked and used + len(content) > max_chars:
+    for role, content, calls in recent:
+        calls = (calls or []) if replay_tools else []
+        size = len(content) + sum(len(c.get("arguments") or "") + len(c.get("result") or "") for c in calls)
+        if picked and used + size > max_chars:
             break
-        if not picked and len(content) > max_chars:
-            content = content[-max_chars:]
-        picked.append({"role": role, "content": content})
-        used += len(content)
+        if not picked and size > max_chars:
+            content, calls = content[-max_chars:], []
+            size = len(content)
+        picked.append((role, content, calls))
+        used += size
     picked.reverse()
-    # A history must not start with an assistant turn for some OpenAI-compatible servers.
-    while picked and picked[0]["role"] == Message.Role.ASSISTANT:
-        picked.pop(0)
-    return picked
+    history = [m for role, content, calls in picked for m in tool_messages(role, content, calls)]
+    # A history must not start with an assistant turn (or a tool result) for some OpenAI-compatible servers.
+    while history and history[0]["role"] in (Message.Role.ASSISTANT, "tool"):
+        history.pop(0)
+    return history
+
+
+def tool_messages(role: str, content: str, calls: list[dict]) -> list[dict]:
+    """One saved message as the LLM chat messages it was: a reply with tool calls is its text up to
+    each round of calls, an assistant message with those calls, a `tool` message per result, and the
+    rest of its text."""
+    if role != Message.Role.ASSISTANT or not calls:
+        return [{"role": role, "content": content}]
+    rounds: dict[int, list[dict]] = {}
+    for call in calls:
+        rounds.setdefault(call.get("round", 1), []).append(call)
+    messages: list[dict] = []
+    written = 0
+    for number in sorted(rounds):
+        batch = rounds[number]
+        # A reply cut short keeps only what was heard: an offset past its end is its end.
+        offset = min(max(int(batch[0].get("offset") or 0), written), len(content))
+        messages.append(
+            {
+                "role": "assistant",
+                "content": content[written:offset] or None,
+                "tool_calls": [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c.get("arguments") or "{}"},
+                    }
+                    for c in batch
+                ],
+            }
+        )
+        messages.extend({"role": "tool", "tool_call_id": c["id"], "content": c.get("result") or ""} for c in batch)
+        written = offset
+    if content[written:]:
+        messages.append({"role": "assistant", "content": content[written:]})
+    return messages
 
 
 def llm_messages(*, conversation, pending_user_text=None, user=None, speaker_id=None) -> list[dict]:
@@ -71,8 +119,12 @@ def llm_messages(*, conversation, pending_user_text=None, user=None, speaker_id=
     summary. `user` defaults to the conversation's owner; `speaker_id` is the voice reading the reply."""
     summary, summary_through = conversation_summary_get(conversation=conversation)
     history = llm_history(
-        conversation=conversation, pending_user_text=pending_user_text, after_message_id=summary_through
+        conversation=conversation,
+        pending_user_text=pending_user_text,
+        after_message_id=summary_through,
+        replay_tools=True,
     )
     user_id = user.pk if user is not None else (conversation.owner_id if conversation is not None else None)
-    system = request_system_message(user_id=user_id, speaker_id=speaker_id, history=history, summary=summary)
+    said = [m for m in history if m["role"] in ("user", "assistant") and m["content"]]  # what recall reads
+    system = request_system_message(user_id=user_id, speaker_id=speaker_id, history=said, summary=summary)
     return [{"role": "system", "content": system}, *history]

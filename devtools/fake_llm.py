@@ -9,6 +9,11 @@ scripted per request: queue replies, delays, HTTP errors, malformed or dropped s
         ...  # point LLM_BASE_URL at llm.base_url
         llm.requests[-1]["messages"]  # what the client sent
 
+A turn that calls tools: queue a ToolCalls (streamed `tool_calls` deltas), then the continuation
+the next request (the one with the results) gets:
+
+        llm.queue(ToolCalls([("current_time", {})], text="我看一下。"), Reply("现在是下午三点。"))
+
 Requests for structured output (a `response_format`: the memory and summary jobs) are answered
 apart, by the name of their JSON schema, so they never take a reply queued for a chat turn:
 
@@ -18,6 +23,7 @@ apart, by the name of their JSON schema, so they never take a reply queued for a
 """
 
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -44,6 +50,21 @@ class Reply:
     pause_after: int | None = None  # stream this many tokens (not streamed: none), then wait for release()
     drop_after: int | None = None  # stream this many tokens, then close the connection
     malformed_after: int | None = None  # stream this many tokens, then send a broken SSE event
+
+
+@dataclass
+class ToolCalls:
+    """A reply that calls tools, streamed as OpenAI does: `text` first (may be empty), then each call's
+    first delta (index, id, type, function.name, empty arguments) and its arguments' JSON text in
+    pieces of `chunk_chars`, the calls one after another; finish_reason "tool_calls". `calls`:
+    (name, arguments) pairs, arguments a dict (sent as JSON) or a str (sent as is: broken JSON).
+    The continuation is whatever is queued next: the request that brings the results back."""
+
+    calls: list
+    text: str = ""
+    chunk_chars: int = 5
+    ttft: float = 0.0
+    finish_reason: str = "tool_calls"  # some servers say "stop"
 
 
 @dataclass
@@ -175,10 +196,13 @@ class _Handler(BaseHTTPRequestHandler):
                 behaviour.headers,
             )
             return
-        reply: Reply = behaviour
         created = int(time.time())
         ident = f"chatcmpl-fake{fake.request_count}"
         model = body.get("model", "fake-model")
+        if isinstance(behaviour, ToolCalls):
+            self._respond_tool_calls(behaviour, body, ident, created, model)
+            return
+        reply: Reply = behaviour
         if reply.ttft:
             time.sleep(reply.ttft)
         if not body.get("stream"):
@@ -246,6 +270,78 @@ class _Handler(BaseHTTPRequestHandler):
         event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _respond_tool_calls(self, reply: ToolCalls, body, ident, created, model):
+        if reply.ttft:
+            time.sleep(reply.ttft)
+        calls = [
+            (
+                f"call_{ident.removeprefix('chatcmpl-fake')}_{index}",
+                name,
+                args if isinstance(args, str) else json.dumps(args, ensure_ascii=False),
+            )
+            for index, (name, args) in enumerate(reply.calls)
+        ]
+        if not body.get("stream"):
+            message = {
+                "role": "assistant",
+                "content": reply.text or None,
+                "tool_calls": [
+                    {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                    for cid, name, args in calls
+                ],
+            }
+            self._send_json(
+                200,
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                },
+            )
+            return
+        self._start_stream()
+        chunk = functools.partial(_chunk, ident=ident, created=created, model=model)
+        self._event(chunk({"role": "assistant", "content": ""}))
+        for token in tokenize(reply.text):
+            self._event(chunk({"content": token}))
+        for index, (cid, name, args) in enumerate(calls):
+            first = {"index": index, "id": cid, "type": "function", "function": {"name": name, "arguments": ""}}
+            self._event(chunk({"tool_calls": [first]}))
+            for at in range(0, len(args), max(1, reply.chunk_chars)):
+                piece = args[at : at + reply.chunk_chars]
+                self._event(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+        self._event(chunk({}, reply.finish_reason))
+        self._event("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _start_stream(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _event(self, payload: str):
+        data = f"data: {payload}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def _chunk(delta, finish=None, *, ident, created, model) -> str:
+    return json.dumps(
+        {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        },
+        ensure_ascii=False,
+    )
 
 
 class _Server(ThreadingHTTPServer):
@@ -326,7 +422,7 @@ class FakeLLMServer:
         with self._lock:
             queued = self._structured.get(name)
             answer = queued.pop(0) if queued else default_structured(name, body)
-        if isinstance(answer, Reply | ErrorReply | Hang):
+        if isinstance(answer, Reply | ErrorReply | Hang | ToolCalls):
             return answer
         return Reply(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
 

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from magicmirror import metrics
 from magicmirror.errors import ApplicationError
+from voice.selectors import interface_language_from_scope
 
 from .protocol import CLOSE_NOT_AUTHENTICATED, CLOSE_TOO_MANY_SESSIONS, PROTOCOL_VERSION, parse_message
 from .session import VoiceSession
@@ -42,7 +43,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self.emit({"type": "error", "code": "too_many_sessions", "message": message})
             await self.close(code=CLOSE_TOO_MANY_SESSIONS)
             return
-        self.session = VoiceSession(user=user, emit=self.emit, send_audio=self.send_audio, vad_factory=_vad_factory)
+        self.session = VoiceSession(
+            user=user,
+            emit=self.emit,
+            send_audio=self.send_audio,
+            vad_factory=_vad_factory,
+            interface_language=interface_language_from_scope(self.scope),  # the default "I speak"
+        )
         metrics.session_opened()
         await self.emit({"type": "hello", "protocol": PROTOCOL_VERSION})
 

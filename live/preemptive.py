@@ -24,6 +24,7 @@ from chat.services.conversations import message_text_clean
 from magicmirror import metrics
 from magicmirror.dbasync import db_call
 from magicmirror.errors import ApplicationError
+from tools import registry as tool_registry
 from voice import jobs
 from voice.speech_text import EarText
 from voice.text import SentenceSplitter
@@ -33,13 +34,14 @@ logger = logging.getLogger(__name__)
 _END = object()
 
 
-def turn_messages_preview(*, user, conversation_id, text: str) -> list[dict]:
-    """The LLM messages a turn with this text would send now (as reply_stream builds them; no writes)."""
+def turn_messages_preview(*, user, conversation_id, text: str, speaker_id=None) -> list[dict]:
+    """The LLM messages a turn with this text would send now (as reply_stream builds them, the user's
+    memories and the persona of the voice reading the reply included; no writes)."""
     text = message_text_clean(text)
     conversation = None
     if conversation_id not in (None, ""):
         conversation = conversation_get(user=user, conversation_id=conversation_id)
-    return llm_messages(conversation=conversation, pending_user_text=text)
+    return llm_messages(conversation=conversation, pending_user_text=text, user=user, speaker_id=speaker_id)
 
 
 class PreparedReply:
@@ -48,6 +50,7 @@ class PreparedReply:
         self.user, self.conversation_id = user, conversation_id
         self.speaker_id, self.voice_output = speaker_id, voice_output
         self.messages: list[dict] | None = None
+        self.tools: list[dict] | None = None
         self.outcome: str | None = None  # "used" or "discarded" once decided
         self.first_piece: str | None = None
         self._deltas: asyncio.Queue = asyncio.Queue()  # text, then _END or an LLMError
@@ -58,18 +61,25 @@ class PreparedReply:
     async def _run(self) -> None:
         try:
             self.messages = await db_call(
-                turn_messages_preview, user=self.user, conversation_id=self.conversation_id, text=self.text
+                turn_messages_preview,
+                user=self.user,
+                conversation_id=self.conversation_id,
+                text=self.text,
+                # As live.turn asks: the persona of the voice reading the reply, if one does.
+                speaker_id=self.speaker_id if self.voice_output else None,
             )
         except ApplicationError:
             self.messages = None  # a text the turn would refuse: nothing to prepare
             return
+        # The tools the turn offers too; calls are only buffered: the turn runs them (they act).
+        self.tools = [tool.openai_schema() for tool in await tool_registry.tools_for(self.user)] or None
         splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
         )
         try:
-            async for delta in llm.stream_reply(self.messages):
+            async for delta in llm.stream_turn(self.messages, tools=self.tools):
                 self._deltas.put_nowait(delta)
-                if self.voice_output and self.first_piece is None:
+                if self.voice_output and self.first_piece is None and isinstance(delta, str):
                     for piece in splitter.feed(delta):
                         self._start_first_piece(piece)
                         break
@@ -98,16 +108,16 @@ class PreparedReply:
             self._audio.put_nowait(None)
 
     # -- the turn takes it, or it goes -------------------------------------------------------------
-    def stream_for(self, messages: list[dict]) -> AsyncIterator[str]:
-        """reply_stream's `start_llm`: the buffered reply when `messages` are the prepared ones, else
-        (discarding it) a fresh LLM stream."""
-        if self.outcome is None and self.messages is not None and messages == self.messages:
+    def stream_for(self, messages: list[dict], tools: list[dict] | None = None) -> AsyncIterator[str | list]:
+        """reply_stream's `start_llm`: the buffered reply when `messages` and `tools` are the prepared
+        ones, else (discarding it) a fresh LLM stream."""
+        if self.outcome is None and self.messages is not None and messages == self.messages and tools == self.tools:
             self._decide("used")
             return self._replay()
         self.discard()
-        return llm.stream_reply(messages)
+        return llm.stream_turn(messages, tools=tools)
 
-    async def _replay(self) -> AsyncGenerator[str, None]:
+    async def _replay(self) -> AsyncGenerator[str | list, None]:
         try:
             while (item := await self._deltas.get()) is not _END:
                 if isinstance(item, BaseException):

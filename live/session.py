@@ -28,12 +28,13 @@ from magicmirror import metrics
 from magicmirror.dbasync import cache_call, db_call
 from magicmirror.errors import ApplicationError
 from speakers.selectors import speaker_get, user_settings_get
-from voice.tts.base import language_code
+from voice.selectors import spoken_language_get
 
 from .barge_in import BargeInRule
 from .listening import HandsFreeGate, Listening, Utterance, VoiceActivityDetector
 from .preemptive import PreparedReply
 from .protocol import FRAME_HEADER_DESCRIPTION, PROTOCOL_VERSION, Limits, SessionError, parse_config
+from .reminders import ReminderListener, ReminderTurn
 from .turn import Turn
 from .turn_end import EndOfTurnModel, TurnEndPolicy
 
@@ -47,6 +48,7 @@ class VoiceSession:
         send_audio: Callable[[bytes], Awaitable[None]],
         vad_factory: Callable[[int], VoiceActivityDetector] | None = None,
         turn_model: EndOfTurnModel | None = None,
+        interface_language: str | None = None,
     ):
         """`vad_factory(silence_ms)`: a hands-free VAD ending speech after that much quiet.
         `turn_model`: the end-of-turn model (default: Smart Turn, when TURN_DETECTION asks for it)."""
@@ -60,19 +62,22 @@ class VoiceSession:
         self.mode = "ptt"
         self.voice_output = True
         self.spoken_language: str | None = None  # "I speak": recognition model, voice tie-breaker
+        self.interface_language = interface_language  # the handshake's language cookie / Accept-Language
         self.phrases: list[str] | None = None
         self.state = "idle"
         self.listening = Listening(self)
         self._vad_factory = vad_factory
         self._turn_task: asyncio.Task | None = None
-        self._turn: Turn | None = None
+        self._turn: Turn | ReminderTurn | None = None
         self._turn_count = 0
         self._turn_model = turn_model
         self.policy: TurnEndPolicy | None = None
         self.barge_in = BargeInRule.from_settings()
         self.preemptive = False
         self._prepared: PreparedReply | None = None
-        self._paused_turn: Turn | None = None  # the reply a barge-in paused, until it resumes or is cut
+        self._reminders: ReminderListener | None = None  # the user's reminders, spoken here (live.reminders)
+        self._reminders_waiting: list[dict] = []  # fired while a turn ran: spoken when it ends
+        self._paused_turn: Turn | ReminderTurn | None = None  # the reply a barge-in paused, until it resumes or is cut
 
     # -- the client's messages ---------------------------------------------------------------------
     async def dispatch(self, message: dict) -> None:
@@ -120,9 +125,13 @@ class VoiceSession:
         self.mode = user_settings.input_mode
         self.voice_output = user_settings.voice_output
         self.speaker_id = user_settings.current_speaker_id
-        self.spoken_language = user_settings.spoken_language or language_code(settings.LANGUAGE_CODE)
+        self.spoken_language = spoken_language_get(
+            user_settings=user_settings, interface_language=self.interface_language
+        )
         await self._apply(config, fresh=True)
         self.started = True
+        if self._reminders is None:
+            self._reminders = ReminderListener(self)
         return await self.ready_event()
 
     async def configure(self, message: dict) -> None:
@@ -344,10 +353,30 @@ class VoiceSession:
             return False
         return True
 
-    async def turn_ended(self, turn: Turn) -> None:
+    async def turn_ended(self, turn: Turn | ReminderTurn) -> None:
         """A turn ran to its end (not interrupted)."""
         if self.listening.utterance is None:
             await self.set_state("idle")
+            await self._speak_waiting_reminder()
+
+    # -- reminders (live.reminders) ---------------------------------------------------------------
+    async def reminder(self, reminder: dict) -> None:
+        """A reminder of this user fired: shown at once, spoken now if the session is idle, else after
+        the running turn (a reminder never cuts the user or a reply short)."""
+        await self.emit(
+            {"type": "reminder", "id": reminder["id"], "text": reminder["text"], "message_id": reminder["message_id"]}
+        )
+        if self.voice_output:
+            self._reminders_waiting.append(reminder)
+            await self._speak_waiting_reminder()
+
+    async def _speak_waiting_reminder(self) -> None:
+        if not self._reminders_waiting or self.turn_running or self.listening.utterance is not None:
+            return
+        self._turn_count += 1
+        turn = ReminderTurn(self, self._turn_count, self._reminders_waiting.pop(0))
+        self._turn = turn
+        self._turn_task = asyncio.create_task(turn.run())
 
     async def interrupt(self) -> dict | None:
         """Stop the running turn at once; returns the acknowledgement event (already sent)."""
@@ -370,6 +399,8 @@ class VoiceSession:
         """The client went away: stop listening; cut the reply short (it is saved)."""
         await self.listening.close()
         self._discard_prepared()
+        if self._reminders is not None:
+            await self._reminders.close()
         task = self._turn_task
         if task is not None and not task.done():
             task.cancel()

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Said when tools take a while (TOOLS_ACK_AFTER_MS), in the user's spoken language.
+TOOL_ACKS = {"zh": "稍等，我查一下。", "en": "One moment."}
+
 
 class Turn:
     def __init__(
@@ -60,6 +63,8 @@ class Turn:
         self._splitter = SentenceSplitter(
             max_chars=settings.VOICE_SENTENCE_MAX_CHARS, first_min_chars=settings.VOICE_FIRST_PIECE_MIN_CHARS
         )
+        self._ack_task: asyncio.Task | None = None  # the slow-tool acknowledgement, pending
+        self._ack_text: str | None = None  # what it said, once said (not part of the reply's text)
 
     @property
     def shown_text(self) -> str:
@@ -74,7 +79,10 @@ class Turn:
         if self.speaker is None:
             return "".join(self._shown)
         self.speaker.hush()
-        return join_sentences(self.speaker.spoken)
+        spoken = list(self.speaker.spoken)
+        if self._ack_text in spoken:  # "One moment." was heard, but is none of the reply's text
+            spoken.remove(self._ack_text)
+        return join_sentences(spoken)
 
     def _speak_the_rest(self) -> None:
         self._saved_whole = True  # the LLM has finished: reply_stream saves the reply whole next
@@ -119,7 +127,8 @@ class Turn:
                 {"type": "error", "turn_id": self.id, "code": "turn_failed", "message": "The reply failed."}
             )
         finally:
-            await events.aclose()  # saves what arrived if the turn was cut short
+            self._cancel_ack()
+            await events.aclose()  # saves what arrived if the turn was cut short (running tools are cancelled)
             if self.prepared is not None:
                 self.prepared.discard()  # unused (or what is left of it: its LLM read, its synthesis)
             if self.speaker is not None:
@@ -141,6 +150,39 @@ class Turn:
         audio = self.prepared.audio_for(piece) if self.prepared is not None and not self._shown_spoken else None
         self._shown_spoken = True
         self.speaker.add(piece, audio=audio)
+
+    # -- tools ---------------------------------------------------------------------------------------
+    def _ack_later(self) -> None:
+        """Tools are running: if they take TOOLS_ACK_AFTER_MS, say a short acknowledgement (once a turn)."""
+        if settings.TOOLS_ACK_AFTER_MS > 0 and self._ack_text is None and self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._ack_after(settings.TOOLS_ACK_AFTER_MS / 1000))
+
+    async def _ack_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # a deadline, not synchronisation: cancelled when the results come
+        self._ack_task = None
+        if self.speaker is None:
+            return
+        language = self.session.spoken_language or "zh"
+        self._ack_text = TOOL_ACKS.get(language, TOOL_ACKS["en"])
+        self.speaker.add(self._ack_text)
+
+    def _cancel_ack(self) -> None:
+        if self._ack_task is not None:
+            self._ack_task.cancel()
+            self._ack_task = None
+
+    async def _apply_effect(self, event: dict) -> None:
+        """A tool changed the session (as a `configure` would): the client gets a new `ready`."""
+        session = self.session
+        if event["effect"] == "speaker":
+            session.speaker_id = event["speaker"]["id"]
+            if self.speaker is not None:
+                self.speaker.speaker_id = session.speaker_id  # the rest of this reply is in that voice
+        elif event["effect"] == "new_conversation":
+            session.conversation_id = None  # the next turn starts a new one
+        else:
+            return
+        await session.emit(await session.ready_event())
 
     def _reply_saved(self, message_id: int) -> None:
         self.reply_id = message_id
@@ -183,6 +225,23 @@ class Turn:
             if self.speaker is not None:
                 for piece in self._splitter.feed(event["text"]):
                     self._add_sentence(piece)
+        elif kind == "tool_call":
+            if self.speaker is not None:
+                for piece in self._splitter.flush():  # what was written before the call is said now
+                    self._add_sentence(piece)
+                self._ack_later()
+            await session.emit({"type": "tool_call", "turn_id": self.id, "calls": event["calls"]})
+        elif kind == "tool_result":
+            self._cancel_ack()
+            await session.emit(
+                {
+                    "type": "tool_result",
+                    "turn_id": self.id,
+                    **{k: event[k] for k in ("id", "name", "outcome", "result")},
+                }
+            )
+        elif kind == "effect":
+            await self._apply_effect(event)
         elif kind == "done":
             # The last sentence went to synthesis when the LLM finished (_speak_the_rest).
             message = event["message"]

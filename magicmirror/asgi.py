@@ -18,6 +18,7 @@ from live.routing import websocket_urlpatterns  # noqa: E402
 from magicmirror.graceful import GracefulShutdown, patch_daphne_shutdown  # noqa: E402
 from magicmirror.request_bodies import leave_request_bodies_to_django  # noqa: E402
 from magicmirror.websocket_limits import limit_websocket_payload  # noqa: E402
+from reminders.clock import StartClock  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
@@ -33,4 +34,5 @@ patch_daphne_shutdown()
 limit_websocket_payload(settings.VOICE_WS_MAX_FRAME_BYTES)
 # Form bodies are parsed by Django alone, never first by Twisted (magicmirror/request_bodies.py).
 leave_request_bodies_to_django()
-application = GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS)
+# The embedded default fires due reminders on this process's loop, from its first connection (reminders/clock.py).
+application = StartClock(GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS))

@@ -18,6 +18,10 @@ Where each metric is observed:
 * mm_turn_model_seconds                  one Smart Turn call (features + inference, in its thread)
 * mm_preemptive_generations_total{outcome} replies started at a pause: used or discarded
 * mm_barge_ins_total{outcome}            replies paused by user speech: interrupted or resumed
+* mm_tool_calls_total{tool,outcome}      tools.runner: each tool call the LLM made (ok, error, invalid, timeout, ...)
+* mm_tool_call_seconds{tool}             tools.runner: one tool call, arguments checked to result
+* mm_reminders_fired_total / mm_reminders_pending  reminders/metrics.py, read from the database at scrape time
+                                         (reminders fire in a Celery worker, which Prometheus does not scrape)
 * mm_voice_sessions_active               the voice WebSocket consumer (session_opened/session_closed)
 * mm_voice_queue_depth{queue}            collected at scrape time: Redis LLEN of the asr/tts/default queues
 * process_* / python_*                   prometheus-client's default collectors
@@ -84,6 +88,10 @@ PREEMPTIVE = Counter(
     "mm_preemptive_generations", "Replies started at a pause before the turn ended, by outcome.", ["outcome"]
 )
 BARGE_INS = Counter("mm_barge_ins", "Replies paused by user speech, by outcome.", ["outcome"])
+TOOL_CALLS = Counter("mm_tool_calls", "Tool calls made by the LLM, by tool and outcome.", ["tool", "outcome"])
+TOOL_SECONDS = Histogram(
+    "mm_tool_call_seconds", "One tool call, from its arguments to its result.", ["tool"], buckets=LATENCY_BUCKETS
+)
 SESSIONS_ACTIVE = Gauge("mm_voice_sessions_active", "Open voice WebSocket sessions (this process).")
 
 METRIC_NAMES = (
@@ -99,6 +107,8 @@ METRIC_NAMES = (
     "mm_turn_model_seconds",
     "mm_preemptive_generations_total",
     "mm_barge_ins_total",
+    "mm_tool_calls_total",
+    "mm_tool_call_seconds",
     "mm_voice_sessions_active",
     "mm_voice_queue_depth",
 )
@@ -156,6 +166,11 @@ def preemptive_outcome(outcome: str) -> None:
 def barge_in_outcome(outcome: str) -> None:
     """A paused reply was `interrupted` or `resumed`."""
     BARGE_INS.labels(outcome=outcome).inc()
+
+
+def observe_tool_call(tool: str, outcome: str, seconds: float) -> None:
+    TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+    TOOL_SECONDS.labels(tool=tool).observe(max(0.0, seconds))
 
 
 def observe_tts_first_chunk(seconds: float, engine: str | None) -> None:

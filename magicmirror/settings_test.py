@@ -22,6 +22,14 @@ WHITENOISE_USE_FINDERS = True
 # A test database of this run's own, so several runs can share one MariaDB server.
 if DATABASES["default"]["ENGINE"].endswith("mysql"):  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = os.environ.get("MM_TEST_DB_NAME", f"test_magicmirror_{os.getpid()}")  # noqa: F405
+else:
+    # A SQLite file, as the embedded default's (WAL, busy timeout): Django's in-memory test database
+    # ("shared cache") refuses a second connection's write at once ("database table is locked")
+    # where a file waits for the lock, and the embedded default writes from more than one thread
+    # (the in-process memory job beside the turns). In RAM where there is a tmpfs, for speed.
+    _shm = "/dev/shm"  # noqa: S108 (a private directory is made in it)
+    _sqlite_dir = tempfile.mkdtemp(prefix="mm-test-db-", dir=_shm if os.access(_shm, os.W_OK) else None)
+    DATABASES["default"]["TEST"] = {"NAME": f"{_sqlite_dir}/test.sqlite3"}  # noqa: F405
 
 # Tests wrapped in a transaction need every query on the test's own connection: one thread-sensitive
 # database thread, unless a test (or the server processes it starts) asks for the pool.
@@ -46,3 +54,9 @@ CELERY_TASK_ROUTES = {"voice.tasks.asr_*": {"queue": VOICE_ASR_QUEUE}, "voice.ta
 # test's own scripted replies and outlive its database.
 MEMORY_ENABLED = False
 MEMORY_SUMMARIES = False
+# The embedded default's reminder clock fires with the real time; tests fire with a time they choose
+# (reminders/tests turn the clock on where they test it).
+REMINDERS_CLOCK_IN_PROCESS = False
+# An Ollama the developer runs on 127.0.0.1:11434 must not answer for the suite's "not configured"
+# tests: chat/tests/test_ollama.py points OLLAMA_URL at a fake of its own.
+OLLAMA_URL = ""

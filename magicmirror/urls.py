@@ -7,6 +7,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 
 from chat.urls import api_urlpatterns as chat_api
 from memory.urls import api_urlpatterns as memory_api
+from reminders.urls import api_urlpatterns as reminders_api
 from speakers.urls import api_urlpatterns as speakers_api
 from voice.tts_api import tts_api_urlpatterns
 from voice.urls import api_urlpatterns as voice_api
@@ -27,6 +28,7 @@ api_patterns = [
     *chat_api,
     *speakers_api,
     *memory_api,
+    *reminders_api,
     *voice_api,
     *tts_api_urlpatterns,
     path("auth/token", token_view.as_view(), name="api-token"),

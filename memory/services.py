@@ -149,6 +149,20 @@ def _memory_state(conversation_id) -> ConversationMemory:
     return state
 
 
+def _ask(messages, *, name: str, schema: dict, max_tokens: int, job: str) -> tuple[str, str]:
+    """A job's structured request to MEMORY_LLM_MODEL: (the answer's text, "") or ("", the LLM error's
+    code), the failure logged as `job`'s."""
+    try:
+        return asyncio.run(
+            llm.complete_structured(
+                messages, name=name, schema=schema, max_tokens=max_tokens, model=settings.MEMORY_LLM_MODEL
+            )
+        ), ""
+    except llm.LLMError as exc:
+        logger.warning("%s: the LLM failed (%s)", job, exc.code)
+        return "", exc.code
+
+
 def _transcript(rows) -> str:
     return "\n".join(f"{role}: {content[:EXTRACT_MESSAGE_MAX_CHARS]}" for _, role, content in rows)
 
@@ -199,20 +213,16 @@ def memory_extract(*, conversation: Conversation, through_message_id: int) -> st
             "content": f"Memories kept (id: text):\n{known_text}\n\nLatest messages:\n{_transcript(rows)}",
         },
     ]
-    try:
-        answer = asyncio.run(
-            llm.complete_structured(
-                messages,
-                name=structured.MEMORY_UPDATE,
-                schema=structured.MEMORY_UPDATE_SCHEMA,
-                max_tokens=600,
-                model=settings.MEMORY_LLM_MODEL,
-            )
-        )
-    except llm.LLMError as exc:
-        logger.warning("Memory job of conversation %s: the LLM failed (%s)", conversation.pk, exc.code)
-        ConversationMemory.objects.filter(pk=state.pk).update(last_error=exc.code)
-        return f"llm error {exc.code}"
+    answer, failed = _ask(
+        messages,
+        name=structured.MEMORY_UPDATE,
+        schema=structured.MEMORY_UPDATE_SCHEMA,
+        max_tokens=600,
+        job=f"Memory job of conversation {conversation.pk}",
+    )
+    if failed:
+        ConversationMemory.objects.filter(pk=state.pk).update(last_error=failed)
+        return f"llm error {failed}"
     changes = structured.memory_changes(answer)
     if changes is None:
         logger.warning("Memory job of conversation %s: malformed answer ignored: %.200r", conversation.pk, answer)
@@ -316,19 +326,15 @@ def conversation_summarize(*, conversation: Conversation, max_messages: int, max
         {"role": "system", "content": SUMMARY_PROMPT.replace("{max_chars}", str(settings.MEMORY_SUMMARY_MAX_CHARS))},
         {"role": "user", "content": f"Previous summary:\n{previous}\n\nMessages to fold in:\n" + "\n".join(lines)},
     ]
-    try:
-        answer = asyncio.run(
-            llm.complete_structured(
-                messages,
-                name=structured.CONVERSATION_SUMMARY,
-                schema=structured.CONVERSATION_SUMMARY_SCHEMA,
-                max_tokens=900,
-                model=settings.MEMORY_LLM_MODEL,
-            )
-        )
-    except llm.LLMError as exc:
-        logger.warning("Summary of conversation %s: the LLM failed (%s)", conversation.pk, exc.code)
-        return f"llm error {exc.code}"
+    answer, failed = _ask(
+        messages,
+        name=structured.CONVERSATION_SUMMARY,
+        schema=structured.CONVERSATION_SUMMARY_SCHEMA,
+        max_tokens=900,
+        job=f"Summary of conversation {conversation.pk}",
+    )
+    if failed:
+        return f"llm error {failed}"
     summary = structured.summary_text(answer)
     if summary is None:
         logger.warning("Summary of conversation %s: malformed answer ignored: %.200r", conversation.pk, answer)

@@ -1,25 +1,34 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.http import FileResponse, Http404
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from django_ratelimit.core import is_ratelimited
+from django_ratelimit.exceptions import Ratelimited
 
+from magicmirror.api import error_body
 from magicmirror.errors import ApplicationError
+from voice.jobs.runners import tts_text_clean
+from voice.tts import TTSError
+from voice.tts_api import PendingSynthesis, synthesis_view, tts_rate
 
 from .models import Speaker, UserSettings
 from .selectors import speaker_name_taken
 from .services import (
     _format_size,
     reference_audio_prepare,
-    speaker_clone_reset,
     speaker_create,
     speaker_is_registered,
     speaker_language,
+    speaker_try_sentence,
     speaker_update,
+    speakers_reregister,
 )
 
 ENGINE_NAMES = {"cosyvoice2": "CosyVoice2", "piper": "Piper", "espeak-ng": "eSpeak NG"}
@@ -113,6 +122,54 @@ class SpeakerAdminForm(forms.ModelForm):
         return cleaned
 
 
+def try_voice_strings() -> dict[str, str]:
+    """What the try-a-voice script (static/js/admin/try_voice.js) shows, in the staff member's language;
+    {engine} and {voice} are filled in the page from the answer's X-TTS-* headers."""
+    return {
+        "working": _("Synthesising through the voice job path…"),
+        "cloned": _("Spoken by {engine} (voice: {voice}), cloned from this speaker's recording."),
+        "notCloned": _(
+            "Spoken by {engine} (voice: {voice}). Not a clone: this is the engine's own voice; only an engine "
+            "that clones (CosyVoice2, on a GPU host) speaks in this speaker's voice."
+        ),
+        "silent": _("Nothing was spoken: no engine here speaks the language of this sentence."),
+        "failed": _("The synthesis failed: {message}"),
+        "network": _("The server could not be reached; try again."),
+        "error.rate_limited": _("Too many tries; wait a minute and try again."),
+        "error.voice_unavailable": _("No voice worker answered; try again later."),
+        "error.voice_worker_timeout": _("No voice worker answered; try again later."),
+        **{f"engine.{code}": name for code, name in ENGINE_NAMES.items()},
+    }
+
+
+def try_voice_labels() -> dict[str, str]:
+    return {
+        "sentence": _("Sentence to say"),
+        "speak": _("Speak"),
+        "reregister": _("Re-register with the engine"),
+        "back": _("Back to the speakers"),
+    }
+
+
+class ProblemsFilter(admin.SimpleListFilter):
+    title = gettext_lazy("problems")
+    parameter_name = "problems"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Has problems")), ("no", _("No problems")), ("unchecked", _("Not checked"))]
+
+    def queryset(self, request, queryset):
+        # A recording is checked when it is stored (source_sample_rate set); older ones never were.
+        checked = queryset.filter(source_sample_rate__gt=0)
+        if self.value() == "yes":
+            return checked.exclude(audio_problems=[])
+        if self.value() == "no":
+            return checked.filter(audio_problems=[])
+        if self.value() == "unchecked":
+            return queryset.filter(source_sample_rate=0)
+        return queryset
+
+
 class CloneStatusFilter(admin.SimpleListFilter):
     title = gettext_lazy("clone status")
     parameter_name = "registered"
@@ -144,10 +201,10 @@ class SpeakerAdmin(admin.ModelAdmin):
         "is_current",
         "created_at",
     ]
-    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), CloneStatusFilter, "created_at"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), CloneStatusFilter, ProblemsFilter, "created_at"]
     search_fields = ["name", "prompt_text", "owner__username", "owner__email"]
     list_select_related = ["owner"]
-    actions = ["reregister"]
+    actions = ["reregister", "try_voice"]
     readonly_fields = ["slot", "language", "audio_details", "problems", "clone_status", "created_at", "updated_at"]
 
     def get_fieldsets(self, request, obj=None):
@@ -198,9 +255,9 @@ class SpeakerAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Re-register with the engine"), permissions=["change"])
     def reregister(self, request, queryset):
-        for speaker in queryset:
-            speaker_clone_reset(speaker_id=speaker.pk)
-        count = queryset.count()
+        self._reregistered(request, speakers_reregister(speaker_ids=list(queryset.values_list("pk", flat=True))))
+
+    def _reregistered(self, request, count: int) -> None:
         self.message_user(
             request,
             ngettext(
@@ -226,6 +283,38 @@ class SpeakerAdmin(admin.ModelAdmin):
         url = reverse("admin:speakers_speaker_audio", args=[obj.pk])
         return format_html('<audio controls preload="none" src="{}"></audio>', url)
 
+    @admin.action(description=gettext_lazy("Try this voice"), permissions=["change"])
+    def try_voice(self, request, queryset):
+        """A page with a try-a-voice form for each selected speaker."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Try this voice"),
+            "opts": self.opts,
+            "tries": [self._try_voice_context(speaker) for speaker in queryset.select_related("owner")],
+            "try_strings": try_voice_strings(),
+            "labels": try_voice_labels(),
+        }
+        return TemplateResponse(request, "admin/speakers/speaker/try_voice.html", context)
+
+    def _try_voice_context(self, speaker: Speaker) -> dict:
+        return {
+            "speaker": speaker,
+            "title": _("Try this voice: %(name)s") % {"name": speaker.name},
+            "url": reverse("admin:speakers_speaker_try", args=[speaker.pk]),
+            "sentence": speaker_try_sentence(speaker),
+            "max_chars": settings.TTS_MAX_CHARS,
+        }
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk and self.has_change_permission(request, obj):
+            context.update(
+                try_voice=self._try_voice_context(obj),
+                try_strings=try_voice_strings(),
+                labels=try_voice_labels(),
+                reregister_url=reverse("admin:speakers_speaker_reregister", args=[obj.pk]),
+            )
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
     def get_urls(self):
         return [
             path(
@@ -233,8 +322,55 @@ class SpeakerAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.audio_view),
                 name="speakers_speaker_audio",
             ),
+            # The check in Django's sync thread, the synthesis in the event loop (as POST /api/tts).
+            path(
+                "<int:speaker_id>/try/",
+                synthesis_view(self.admin_site.admin_view(self.try_voice_view)),
+                name="speakers_speaker_try",
+            ),
+            path(
+                "<int:speaker_id>/reregister/",
+                self.admin_site.admin_view(self.reregister_view),
+                name="speakers_speaker_reregister",
+            ),
             *super().get_urls(),
         ]
+
+    def _speaker_to_change(self, request, speaker_id) -> Speaker:
+        """The speaker, for staff who may change speakers (403 otherwise, before any 404: no probing)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        speaker = Speaker.objects.filter(pk=speaker_id).first()
+        if speaker is None:
+            raise Http404
+        return speaker
+
+    def try_voice_view(self, request, speaker_id):
+        """POST text: the sentence synthesised in the speaker's voice through the site's job path, as one
+        WAV (engine, voice and whether it cloned in the X-TTS-* headers of POST /api/tts)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        speaker = self._speaker_to_change(request, speaker_id)
+        # The TTS routes' counter: trying voices in the admin is no way around RATELIMIT_TTS.
+        if is_ratelimited(request, group="voice.tts", key="user", rate=tts_rate, method="POST", increment=True):
+            raise Ratelimited
+        try:
+            text = tts_text_clean(request.POST.get("text"))
+        except TTSError as exc:
+            messages = {
+                "tts_empty_text": _("Write a sentence to say."),
+                "tts_text_too_long": _("The sentence is longer than %(limit)s characters.")
+                % {"limit": settings.TTS_MAX_CHARS},
+            }
+            return JsonResponse(error_body(exc.code, messages.get(exc.code, str(exc))), status=400)
+        return PendingSynthesis(text=text, speaker_id=speaker.pk, audio_format="wav", stream=False)
+
+    def reregister_view(self, request, speaker_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        speaker = self._speaker_to_change(request, speaker_id)
+        self._reregistered(request, speakers_reregister(speaker_ids=[speaker.pk]))
+        return HttpResponseRedirect(reverse("admin:speakers_speaker_change", args=[speaker.pk]))
 
     def audio_view(self, request, speaker_id):
         if not self.has_view_permission(request):

@@ -79,6 +79,7 @@ class SettingsOutput(MemorySettingsOutput):
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values)
     voice_output = serializers.BooleanField()
     spoken_language = serializers.CharField(help_text='"I speak": zh or en; empty: the interface language.')
+    time_zone = serializers.CharField(help_text="IANA name (e.g. Asia/Shanghai); empty: the site's time zone.")
 
 
 class SettingsInput(MemorySettingsInput):
@@ -86,6 +87,12 @@ class SettingsInput(MemorySettingsInput):
     voice_output = serializers.BooleanField(required=False)
     spoken_language = serializers.ChoiceField(
         choices=["", "zh", "en"], required=False, help_text='"I speak" (recognition language); empty: the interface\'s.'
+    )
+    time_zone = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="IANA name, e.g. Asia/Shanghai (the time tool, reminders); empty: the site's time zone.",
     )
     current_speaker_id = serializers.IntegerField(
         required=False, allow_null=True, help_text="One of your speakers, or null for the engine's default voice."

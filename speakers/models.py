@@ -104,6 +104,14 @@ class UserSettings(models.Model):
         verbose_name=_("I speak"),
         help_text=_("The language you speak to MagicMirror in; empty: the interface language."),
     )
+    # IANA name; empty: the site's TIME_ZONE (Asia/Shanghai for a user who speaks Chinese).
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        verbose_name=_("time zone"),
+        help_text=_("Where you are, for the time and reminders; empty: the site's time zone."),
+    )
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:

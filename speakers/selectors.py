@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db.models import QuerySet
 
 from magicmirror.errors import NotFound
@@ -37,3 +38,13 @@ def user_settings_get(*, user) -> UserSettings:
 
 def current_speaker_get(*, user) -> Speaker | None:
     return user_settings_get(user=user).current_speaker
+
+
+def user_time_zone(user_settings: UserSettings) -> str:
+    """The user's IANA time zone: their own, else Asia/Shanghai for a user who speaks Chinese, else
+    the site's TIME_ZONE."""
+    if user_settings.time_zone:
+        return user_settings.time_zone
+    if user_settings.spoken_language == "zh":
+        return "Asia/Shanghai"
+    return settings.TIME_ZONE

@@ -1,5 +1,8 @@
 """Speaker and user-settings writes. Views, admin, consumers and commands all call these."""
 
+import functools
+import zoneinfo
+
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -290,9 +293,41 @@ def speaker_clone_reset(*, speaker_id) -> Speaker:
     return speaker
 
 
+def speakers_reregister(*, speaker_ids) -> int:
+    """`speaker_clone_reset` for each of these speakers (the admin's action and button); returns how many."""
+    count = 0
+    for speaker_id in speaker_ids:
+        speaker_clone_reset(speaker_id=speaker_id)
+        count += 1
+    return count
+
+
 def speaker_language(speaker: Speaker) -> str:
     """The language of the speaker's prompt text (zh, en, ja, ko), from its script."""
     return sentence_language(speaker.prompt_text or "", "zh")
+
+
+# What "try this voice" says by default: a sentence in the language of the speaker's own recording (so a
+# cloning engine speaks the language it heard), not in the staff member's; hence not translated.
+TRY_SENTENCES = {
+    "zh": "你好，这是我的声音。今天的天气真不错，我们出去走走吧。",
+    "en": "Hello, this is my voice. It is a lovely day today, shall we go for a walk?",
+    "ja": "こんにちは、これは私の声です。今日はいい天気ですね。",
+    "ko": "안녕하세요, 제 목소리입니다. 오늘은 날씨가 정말 좋네요.",
+}
+
+
+def speaker_try_sentence(speaker: Speaker) -> str:
+    """The default sentence to try the speaker's voice with, in the language of its prompt text."""
+    return TRY_SENTENCES.get(speaker_language(speaker), TRY_SENTENCES["zh"])
+
+
+def time_zone_valid(name: str) -> bool:
+    """An IANA time zone name the system knows (a file path or "localtime" is none)."""
+    return name in _time_zones()
+
+
+_time_zones = functools.cache(zoneinfo.available_timezones)  # walks the tz database: once
 
 
 def speaker_delete(*, user, speaker_id) -> None:
@@ -311,7 +346,9 @@ def speaker_switch(*, user, speaker_id) -> UserSettings:
     return user_settings
 
 
-def user_settings_update(*, user, input_mode=None, voice_output=None, spoken_language=None) -> UserSettings:
+def user_settings_update(
+    *, user, input_mode=None, voice_output=None, spoken_language=None, time_zone=None
+) -> UserSettings:
     _ensure_user_settings(user)
     with transaction.atomic():
         user_settings = _lock_user_settings(user)
@@ -335,6 +372,15 @@ def user_settings_update(*, user, input_mode=None, voice_output=None, spoken_lan
                 )
             user_settings.spoken_language = spoken_language
             fields.append("spoken_language")
+        if time_zone is not None:  # "" goes back to the site's time zone
+            time_zone = time_zone.strip()
+            if time_zone and not time_zone_valid(time_zone):
+                raise ApplicationError(
+                    f"{time_zone!r} is not a time zone name (e.g. Asia/Shanghai, Europe/Paris).",
+                    code="invalid_time_zone",
+                )
+            user_settings.time_zone = time_zone
+            fields.append("time_zone")
         if fields:
             user_settings.save(update_fields=[*fields, "updated_at"])
     return user_settings

@@ -78,14 +78,21 @@ def _embedded_env(fake_llm_server, sqlite_path):
 
 
 @pytest.fixture(scope="session")
-def browser_server(request, fake_llm_server, tmp_path_factory):
-    """http://127.0.0.1:<port> of a live daphne server (HTTP and the voice WebSocket)."""
+def live_browser_server(request, fake_llm_server, tmp_path_factory):
+    """(url, env) of the live daphne server; `env` runs commands against its database (manage_on_server)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
     directory = tmp_path_factory.mktemp("browser-server")
-    with live_daphne(live_server_env(request, fake_llm_server, directory), directory) as port:
-        yield f"http://127.0.0.1:{port}"
+    env = live_server_env(request, fake_llm_server, directory)
+    with live_daphne(env, directory) as port:
+        yield f"http://127.0.0.1:{port}", env
+
+
+@pytest.fixture(scope="session")
+def browser_server(live_browser_server):
+    """http://127.0.0.1:<port> of a live daphne server (HTTP and the voice WebSocket)."""
+    return live_browser_server[0]
 
 
 def live_server_env(request, fake_llm_server, directory: Path) -> dict:

@@ -242,18 +242,23 @@ TTS_ERRORS = api_errors(
 )
 
 
-def async_synthesis_view(view_class):
-    """The DRF view in the sync thread, then the synthesis in the event loop."""
-    drf_view = view_class.as_view()
+def synthesis_view(sync_view):
+    """`sync_view` (authentication, limits, checks) in the sync thread; when it answers with a
+    PendingSynthesis, the synthesis in the event loop. The speaker admin's try-a-voice uses it too."""
 
-    @functools.wraps(drf_view)
+    @functools.wraps(sync_view)
     async def view(request, *args, **kwargs):
-        response = await sync_to_async(drf_view)(request, *args, **kwargs)
+        response = await sync_to_async(sync_view)(request, *args, **kwargs)
         if isinstance(response, PendingSynthesis):
             response = await _synthesis_response(response, request)
         return response
 
     return view
+
+
+def async_synthesis_view(view_class):
+    """The DRF view in the sync thread, then the synthesis in the event loop."""
+    return synthesis_view(view_class.as_view())
 
 
 @method_decorator(ratelimit(key="user", group="voice.tts", rate=tts_rate, method="POST", block=True), name="post")

@@ -11,9 +11,11 @@ A voice turn whose audio is cut short after that reply was saved whole keeps onl
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 from collections.abc import AsyncGenerator
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +23,10 @@ from magicmirror import metrics
 from magicmirror.dbasync import db_call
 from magicmirror.logging import current_trace_id, new_trace_id
 from memory import jobs as memory_jobs
+from memory.persona import language_of
+from speakers.selectors import user_settings_get, user_time_zone
+from tools import registry as tool_registry
+from tools import runner as tool_runner
 
 from .. import llm
 from ..models import Conversation, Message
@@ -40,8 +46,14 @@ def message_payload(message: Message) -> dict:
         "interrupted": message.interrupted,
         "error_code": message.error_code,
         "speaker_id": message.speaker_id,
+        "tool_calls": tool_calls_public(message.tool_calls),
         "created_at": timezone.localtime(message.created_at).isoformat(),
     }
+
+
+def tool_calls_public(calls: list[dict] | None) -> list[dict]:
+    """A reply's tool calls as clients see them (the offsets into its text are the history's)."""
+    return [{k: call.get(k) for k in ("id", "name", "arguments", "outcome", "result")} for call in calls or []]
 
 
 def turn_prepare(*, user, conversation_id, text, speaker_id=None):
@@ -72,7 +84,7 @@ def turn_save_user_message(*, conversation, text, source, first_turn) -> Message
 
 
 async def _first_delta(stream):
-    """The stream's first piece of text (None if it has none): awaited in a task, so the request
+    """The stream's next item (None at its end): its first is awaited in a task, so the request
     is on its way while the user's message is being saved."""
     try:
         return await anext(stream)
@@ -80,8 +92,27 @@ async def _first_delta(stream):
         return None
 
 
-def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -> Message | None:
-    if not content and not error_code and not interrupted:
+def tool_context_read(*, user, text) -> tuple[str, str]:
+    """(language, time zone) of a turn's tools: the language the user writes in, their time zone."""
+    user_settings = user_settings_get(user=user)
+    return language_of(text), user_time_zone(user_settings)
+
+
+def _call_record(call: llm.ToolCall, *, round_number: int, offset: int) -> dict:
+    # Until its result is in, a call reads as cut short: so it is saved if the turn is interrupted.
+    return {
+        "id": call.id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "outcome": "cancelled",
+        "result": json.dumps({"error": "The call was interrupted."}),
+        "round": round_number,
+        "offset": offset,
+    }
+
+
+def _reply_save(*, conversation, content, interrupted, error_code, speaker_id, tool_calls=()) -> Message | None:
+    if not content and not error_code and not interrupted and not tool_calls:
         return None
     reply = message_create(
         conversation=conversation,
@@ -90,6 +121,7 @@ def _reply_save(*, conversation, content, interrupted, error_code, speaker_id) -
         interrupted=interrupted,
         error_code=error_code,
         speaker_id=speaker_id,
+        tool_calls=list(tool_calls),
     )
     # Memory and summaries are updated in the background once the reply is committed: never awaited here.
     transaction.on_commit(functools.partial(memory_jobs.turn_finished, conversation=conversation, message_id=reply.pk))
@@ -138,8 +170,14 @@ async def reply_stream(
     `on_reply_saved(message_id)`, if given, is called as soon as the reply is saved, whole or cut
     short, even when the listener is going away: a voice turn cut short while the reply's audio
     still plays updates that row (`reply_mark_interrupted`).
-    `start_llm(messages)`, if given, returns the LLM's text stream for these messages instead of
-    `llm.stream_reply`: a voice turn hands over a reply it prepared at a pause (live.preemptive).
+    `start_llm(messages, tools)`, if given, returns the LLM's stream for these messages and tool
+    schemas instead of `llm.stream_turn`: a voice turn hands over a reply it prepared at a pause
+    (live.preemptive).
+
+    Tools (tools.registry): the user's are offered to the LLM; when it calls some, the events
+    `tool_call` (the round's calls), `tool_result` (each one's outcome) and `effect` (a tool that
+    changes the session: another voice, a new conversation) follow, and the continuation streams
+    as more `delta`s; at most TOOLS_MAX_ROUNDS rounds, then the LLM must answer without tools.
     """
     text, conversation, messages, first_turn = await db_call(
         turn_prepare, user=user, conversation_id=conversation_id, text=text, speaker_id=speaker_id
@@ -148,8 +186,20 @@ async def reply_stream(
     trace_id = current_trace_id() or new_trace_id()  # the voice session's, else one for this request
     metrics.turn_started(source)
     logger.info("Turn in conversation %s (%s)", conversation.pk, source, extra={"trace_id": trace_id})
+    tools = await tool_registry.tools_for(user)
+    schemas = [tool.openai_schema() for tool in tools] or None
+    language, time_zone = await db_call(tool_context_read, user=user, text=text)
+    context = tool_registry.ToolContext(
+        user=user,
+        conversation_id=conversation.pk,
+        speaker_id=speaker_id,
+        trace_id=trace_id,
+        language=language,
+        time_zone=time_zone,
+    )
 
     parts: list[str] = []
+    calls_made: list[dict] = []  # saved with the reply (Message.tool_calls)
     error: llm.LLMError | None = None
     finished = False
     saved: Message | None = None
@@ -162,12 +212,13 @@ async def reply_stream(
             interrupted=interrupted,
             error_code=error.code if error else "",
             speaker_id=speaker_id,
+            tool_calls=[dict(c) for c in calls_made],
         )
         if reply is not None and on_reply_saved is not None:
             on_reply_saved(reply.pk)
         return reply
 
-    stream = start_llm(messages) if start_llm is not None else llm.stream_reply(messages)
+    stream = start_llm(messages, schemas) if start_llm is not None else llm.stream_turn(messages, tools=schemas)
     first = asyncio.ensure_future(_first_delta(stream))
     try:
         user_message = await db_call(
@@ -177,13 +228,55 @@ async def reply_stream(
         yield {"type": "user_message", "message": message_payload(user_message)}
         try:
             try:
-                delta = await first
-                if delta is not None:
-                    parts.append(delta)
-                    yield {"type": "delta", "text": delta}
-                    async for delta in stream:
-                        parts.append(delta)
-                        yield {"type": "delta", "text": delta}
+                item = await first
+                rounds, written, effects_sent = 0, 0, 0
+                while True:
+                    calls: list[llm.ToolCall] = []
+                    while item is not None:
+                        if isinstance(item, str):
+                            parts.append(item)
+                            yield {"type": "delta", "text": item}
+                        else:
+                            calls = item
+                        item = await _first_delta(stream)
+                    if not calls or rounds >= settings.TOOLS_MAX_ROUNDS:
+                        break  # (calls made after the last round allowed are not run: none were offered)
+                    rounds += 1
+                    reply_text = "".join(parts)
+                    records = [_call_record(c, round_number=rounds, offset=len(reply_text)) for c in calls]
+                    calls_made.extend(records)
+                    yield {
+                        "type": "tool_call",
+                        "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
+                    }
+                    results = await tool_runner.run_calls(calls, tools, context)
+                    for record, result in zip(records, results, strict=True):
+                        record.update(outcome=result.outcome, result=result.content)
+                        yield {
+                            "type": "tool_result",
+                            "id": record["id"],
+                            "name": record["name"],
+                            "outcome": result.outcome,
+                            "result": result.content,
+                        }
+                    for effect in context.effects[effects_sent:]:
+                        yield {"type": "effect", **effect}
+                    effects_sent = len(context.effects)
+                    messages = [
+                        *messages,
+                        {
+                            "role": "assistant",
+                            "content": reply_text[written:] or None,
+                            "tool_calls": [c.as_message_part() for c in calls],
+                        },
+                        *({"role": "tool", "tool_call_id": r.call.id, "content": r.content} for r in results),
+                    ]
+                    written = len(reply_text)
+                    await stream.aclose()
+                    # The last round allowed: the LLM answers with what it has (no tools offered).
+                    offered = schemas if rounds < settings.TOOLS_MAX_ROUNDS else None
+                    stream = llm.stream_turn(messages, tools=offered)
+                    item = await _first_delta(stream)
             except llm.LLMError as exc:
                 error = exc
                 metrics.observe_error(exc.code)

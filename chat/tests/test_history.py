@@ -83,3 +83,36 @@ def test_a_pending_user_message_is_the_newest_and_counts_against_the_budgets(dja
     # An assistant message may not open the history.
     history = llm_history(conversation=conversation, max_messages=2, max_chars=10_000, pending_user_text="five")
     assert [m["content"] for m in history] == ["five"]
+
+
+def test_a_reply_with_tool_calls_replays_as_the_llm_made_it(user):
+    conversation = Conversation.objects.create(owner=user)
+    Message.objects.create(conversation=conversation, role="user", content="time and weather?")
+    calls = [
+        {"id": "c1", "name": "current_time", "arguments": "{}", "result": '{"time": "15:05"}', "round": 1, "offset": 6},
+        {"id": "c2", "name": "weather", "arguments": '{"city": "Paris"}', "result": '{"error": "x"}', "round": 1,
+         "offset": 6},
+        {"id": "c3", "name": "weather", "arguments": "{}", "result": '"sunny"', "round": 2, "offset": 99},
+    ]  # fmt: skip
+    Message.objects.create(conversation=conversation, role="assistant", content="Let me see.", tool_calls=calls)
+    history = llm_history(conversation=conversation, max_messages=10, max_chars=10_000, replay_tools=True)
+    assert [(m["role"], m.get("content")) for m in history] == [
+        ("user", "time and weather?"),
+        ("assistant", "Let me"),
+        ("tool", '{"time": "15:05"}'),
+        ("tool", '{"error": "x"}'),
+        ("assistant", " see."),  # a cut reply: the second round's offset is past its end, so it is its end
+        ("tool", '"sunny"'),
+    ]
+    assert [c["id"] for c in history[1]["tool_calls"]] == ["c1", "c2"]
+    assert history[1]["tool_calls"][1] == {
+        "id": "c2",
+        "type": "function",
+        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+    }
+    # Without replay_tools (the memory jobs' window): one item per message, its text.
+    plain = llm_history(conversation=conversation, max_messages=10, max_chars=10_000)
+    assert plain == [
+        {"role": "user", "content": "time and weather?"},
+        {"role": "assistant", "content": "Let me see."},
+    ]

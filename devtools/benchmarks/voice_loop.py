@@ -111,6 +111,7 @@ class Stack:
     port: int = 0
     cookie: str = ""
     mysql: ThrowawayMySQL | None = None
+    extra_env: dict = field(default_factory=dict)  # settings of this run (e.g. the end-of-turn rule)
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MYSQL_HOST", "MYSQL_DATABASE")}
@@ -139,6 +140,7 @@ class Stack:
             VOICE_MAX_AUDIO_RATE="2.0",
             LOG_LEVEL="WARNING",
         )
+        env.update(self.extra_env)
         if self.mysql is not None:
             env["DATABASE_URL"] = self.mysql.url
         else:

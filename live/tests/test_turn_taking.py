@@ -307,6 +307,35 @@ async def test_a_preemptive_reply_is_used_when_the_transcript_matches(user, turn
         await session.close()
 
 
+async def test_a_preemptive_reply_in_a_new_conversation_has_the_persona_and_is_used(
+    user, turn_settings, asr, fake_llm, tts
+):
+    """The prepared request is the turn's own: the user's persona (and memories) included, so the
+    turn takes it instead of asking the LLM again."""
+    from memory.models import MemoryProfile
+
+    await MemoryProfile.objects.acreate(user=user, persona_name="小白")
+    fake_llm.queue(Reply("好的，我来讲。"), Reply("Title"))
+    client, model = Client(), ScriptedModel(0.9)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        used = counter("mm_preemptive_generations_total", outcome="used")
+        await speak(session, 600)
+        asr.partial("给我讲个故事")
+        await client.until_event("partial")
+        await pause(session, 210)
+        await asyncio.wait_for(session._prepared._task, 20)
+        assert "你的名字：小白。" in fake_llm.requests[0]["messages"][0]["content"]
+        await verdict(session)
+        asr.final("给我讲个故事")
+        await client.until_event("reply_done")
+        assert [r.get("stream") for r in fake_llm.requests].count(True) == 1
+        assert "".join(e["text"] for e in client.events("delta")) == "好的，我来讲。"
+        assert counter("mm_preemptive_generations_total", outcome="used") == used + 1
+    finally:
+        await session.close()
+
+
 async def test_a_preemptive_reply_is_dropped_when_the_user_goes_on(user, turn_settings, asr, fake_llm, tts):
     fake_llm.queue(Reply("An answer to half a question.", pause_after=2), Reply("The real answer."), Reply("T"))
     client, model = Client(), ScriptedModel(0.1, 0.9)

@@ -106,7 +106,17 @@ def test_chat_events_have_a_schema_each(schema):
         data = event["properties"]["data"]
         assert data["type"] == "string" and data["contentMediaType"] == "application/json"
         events[name] = components[data["contentSchema"]["$ref"].rsplit("/", 1)[-1]]
-    assert set(events) == {"conversation", "user_message", "delta", "done", "error", "title"}
+    assert set(events) == {
+        "conversation",
+        "user_message",
+        "delta",
+        "tool_call",
+        "tool_result",
+        "effect",
+        "done",
+        "error",
+        "title",
+    }
     for name, payload in events.items():
         assert payload["properties"]["type"] == {"type": "string", "const": name}
     assert events["delta"]["required"] == ["text", "type"]

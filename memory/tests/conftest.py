@@ -28,11 +28,6 @@ def memory_jobs(request, settings, monkeypatch, fake_llm):
     with Redis configured they run on a real Celery worker (default queue), else in this process."""
     from memory import jobs
 
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        # The test database of the embedded run is an in-memory SQLite in shared-cache mode: a write
-        # from the job's thread beside the test's own is refused at once ("database table is locked",
-        # about one run in three), where the embedded default's SQLite file waits for the lock.
-        pytest.skip("the background memory job needs a test database that takes writes from two threads")
     settings.MEMORY_ENABLED = True
     settings.MEMORY_SUMMARIES = True
     if not settings.MEMORY_JOBS_IN_PROCESS:

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from memory.models import Memory
+from memory.models import Memory, MemoryProfile
 from memory.recall import Candidate, recall, terms
 from memory.structured import memory_changes
 
@@ -95,3 +95,18 @@ def test_memory_changes_parsing():
     assert memory_changes('{"add": ["a"]}').add == ["a"]
     assert memory_changes("no json") is None
     assert memory_changes('{"add": "a"}') is None
+
+
+def test_the_companion_is_named_by_the_persona_alone(user):
+    """The default system prompt names no one: the persona's name (default in the user's language) is
+    the only one in the request."""
+    from chat.selectors import llm_messages
+
+    def system(text):
+        return llm_messages(conversation=None, pending_user_text=text, user=user)[0]["content"]
+
+    assert "你的名字：魔镜。" in system("你是谁？") and "MagicMirror" not in system("你是谁？")
+    assert "Your name: MagicMirror." in system("Who are you?") and "魔镜" not in system("Who are you?")
+    MemoryProfile.objects.create(user=user, persona_name="小白")
+    named = system("你是谁？")
+    assert "你的名字：小白。" in named and "MagicMirror" not in named and "魔镜" not in named

@@ -10,7 +10,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from devtools.fake_llm import Reply
+from devtools.fake_llm import ErrorReply, Reply
 from memory.models import ConversationMemory, Memory, MemoryProfile
 from memory.services import EXTRACT_PROMPT
 
@@ -189,6 +189,26 @@ async def test_a_garbage_answer_changes_nothing(talk, user, fake_llm, memory_job
     assert [(m.pk, m.text) async for m in Memory.objects.filter(owner=user)] == [(kept.pk, "喜欢爬山")]
     state = await ConversationMemory.objects.aget(conversation_id=conversation)
     assert state.last_error == "memory_malformed"
+
+
+async def test_an_llm_failure_changes_nothing_and_the_next_run_reads_the_turn(
+    talk, user, fake_llm, memory_jobs, settings
+):
+    settings.LLM_MAX_RETRIES = 0
+    fake_llm.queue_structured("memory_update", ErrorReply(500))
+    conversation, _ = await talk(user, "我叫小明。")
+    [done] = await memory_jobs.wait()
+    assert done["memory"].startswith("llm error ")
+    assert not await Memory.objects.filter(owner=user).aexists()
+    state = await ConversationMemory.objects.aget(conversation_id=conversation)
+    assert state.last_error and state.extracted_through == 0
+    fake_llm.queue_structured("memory_update", {**NO_CHANGES, "add": ["叫小明"]})
+    await talk(user, "你好。", conversation)
+    await memory_jobs.wait()
+    assert "user: 我叫小明。" in fake_llm.structured_requests["memory_update"][1]["messages"][1]["content"]
+    assert [m.text async for m in Memory.objects.filter(owner=user)] == ["叫小明"]
+    state = await ConversationMemory.objects.aget(conversation_id=conversation)
+    assert state.last_error == ""
 
 
 async def test_an_answer_in_a_code_fence_is_read(talk, user, fake_llm, memory_jobs):

@@ -76,7 +76,9 @@ def test_the_speaker_pages_read_in_chinese(zh_admin, user, make_speaker):
     change = zh_admin.get(f"{SPEAKERS}{speaker.pk}/change/").content.decode()
     for label in ("提示文本", "参考音频", "录音与克隆", "选择一个文件以替换当前录音。"):
         assert label in change, label
-    assert change.count("<audio") == 1  # one field: the player beside the upload
+    # One field: the player of the recording beside the upload (the other <audio> is try-a-voice's).
+    assert change.count(f'src="{SPEAKERS}{speaker.pk}/audio/"') == 1
+    assert change.count("<audio") == 2 and 'class="mm-try-audio"' in change
     assert "聊天" in zh_admin.get("/admin/").content.decode()
 
 

@@ -176,7 +176,35 @@ function scrollToBottom(force = false) {
 }
 
 // One message bubble. Text goes in as textContent (never HTML); CSS keeps the line breaks.
-function messageNode({ id, role, content = "", interrupted = false, error_code: errorCode = "" }) {
+// "🔧 name → short result": the tools a reply called, collapsed (what the LLM was told is never read aloud).
+function shortResult(result) {
+  let value;
+  try {
+    value = JSON.parse(result);
+  } catch {
+    value = result;
+  }
+  if (value && typeof value === "object" && !Array.isArray(value) && "error" in value) return `⚠ ${value.error}`;
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+}
+
+function toolsNode(calls) {
+  const names = [...new Set(calls.map((c) => c.name))].join(", ");
+  return h(
+    "details",
+    { class: "msg-tools" },
+    h("summary", { text: `🔧 ${names}` }),
+    ...calls.map((c) => h("div", { class: `msg-tool msg-tool-${c.outcome}`, text: `🔧 ${c.name} → ${shortResult(c.result)}` })),
+  );
+}
+
+function showTools(node, calls) {
+  node.querySelector(".msg-tools")?.remove();
+  if (calls.length) node.querySelector(".msg-text").before(toolsNode(calls));
+}
+
+function messageNode({ id, role, content = "", interrupted = false, error_code: errorCode = "", tool_calls: toolCalls = [] }) {
   const who = role === "user" ? t("you") : t("assistant");
   const node = h(
     "article",
@@ -184,6 +212,7 @@ function messageNode({ id, role, content = "", interrupted = false, error_code: 
     h("span", { class: "visually-hidden", text: `${who}: ` }),
     h("div", { class: "msg-text", text: content }),
   );
+  if (toolCalls.length) showTools(node, toolCalls);
   if (role === "assistant") setMarkdown(node.querySelector(".msg-text"), content);
   if (errorCode) markNote(node, errorMessage({ code: errorCode, message: t("replyFailed") }), content ? "warning" : "error");
   else if (interrupted) markNote(node, t("interrupted"));
@@ -303,6 +332,8 @@ async function send(text) {
   let replyRaw = "";
   let started = false; // the server accepted the message (it is saved)
   let failed = false;
+  let freshConversation = false; // a tool started a new conversation: the next message goes there
+  const toolCalls = [];
 
   try {
     const response = await request("/api/chat", {
@@ -335,6 +366,18 @@ async function send(text) {
           if (follow) scrollToBottom(true);
           break;
         }
+        case "tool_result":
+          toolCalls.push(event);
+          showTools(replyNode, toolCalls);
+          break;
+        case "effect":
+          if (event.effect === "speaker" && event.speaker && ui.speaker.querySelector(`option[value="${Number(event.speaker.id)}"]`)) {
+            ui.speaker.value = String(event.speaker.id);
+            ui.speaker.dataset.current = ui.speaker.value;
+          } else if (event.effect === "new_conversation") {
+            freshConversation = true;
+          }
+          break;
         case "done":
           if (event.message) replyNode.dataset.id = event.message.id;
           status("");
@@ -374,6 +417,7 @@ async function send(text) {
     if (!replyText.textContent && !failed) replyNode.remove();
     if (state.view === view && !ui.messages.querySelector(".msg")) showMessages([]);
     setStreaming(null);
+    if (freshConversation && state.view === view) newConversation({ push: true });
   }
 }
 

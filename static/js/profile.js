@@ -262,6 +262,7 @@ ui.settingsForm.addEventListener("submit", async (event) => {
   const mode = form.elements.input_mode.value;
   if (mode) json.input_mode = mode;
   if (form.elements.spoken_language) json.spoken_language = form.elements.spoken_language.value;
+  if (form.elements.time_zone) json.time_zone = form.elements.time_zone.value.trim();
   button.disabled = true;
   try {
     await api("/api/settings", { method: "PATCH", json });

@@ -35,11 +35,14 @@ def preload_engines(parts=None) -> dict:
             continue
         try:
             engine = _warm(part, get)
+            description = engine.describe()
+            if part == "tts":  # and the engine of each language the site speaks, not only the chain's first
+                description["by_language"] = _warm_languages(engine)
         except Exception as exc:
             logger.exception("Could not load the %s engine", part)
             errors[part] = str(exc)
             continue
-        loaded[part] = engine.describe()
+        loaded[part] = description
     logger.info("Voice engines ready: %s", loaded)
     LOADED.update(loaded)
     if errors:
@@ -62,6 +65,31 @@ def _warm(part, get):
             mark_failed(engine, exc)  # get() raises TTSError once no engine is left
             continue
         return engine
+
+
+def _warm_languages(first) -> dict[str, str | None]:
+    """Load and warm, for each configured language, the engine of the chain that speaks it (the first
+    that loads may speak only some: Piper English beside espeak-ng Mandarin). Language -> engine name,
+    None where no engine speaks it."""
+    from ..tts.registry import configured_languages, engine_for, mark_failed
+
+    warmed = {first.name}
+    chosen: dict[str, str | None] = {}
+    for language in configured_languages():
+        while True:
+            engine = engine_for(language)
+            if engine is None or engine.name in warmed:
+                break
+            try:
+                engine.warm_up()
+            except Exception as exc:
+                logger.exception("TTS engine %s failed to warm up; trying the next for %s", engine.name, language)
+                mark_failed(engine, exc)
+                continue
+            warmed.add(engine.name)
+            break
+        chosen[language] = engine.name if engine is not None else None
+    return chosen
 
 
 def _preload_once():

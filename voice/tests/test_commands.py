@@ -109,7 +109,7 @@ def test_voice_status_text(settings):
 def test_voice_status_json_with_load(settings):
     settings.VOICE_TTS_ENGINES = ["no-such-engine", "piper"]
     report = json.loads(run("voice_status", "--json", "--load", "--timeout", "0.5"))
-    assert set(report) == {"services", "engines", "models", "gpu", "tensorrt", "workers", "ready"}
+    assert set(report) == {"services", "llm", "engines", "models", "gpu", "tensorrt", "workers", "ready"}
     chain = {e["name"]: e for e in report["engines"]["tts_chain"]}
     assert chain["piper"]["loaded"] is True and chain["piper"]["sample_rate"] == 22050
     assert chain["no-such-engine"]["loaded"] is False and chain["no-such-engine"]["code"] == "tts_engine_unknown"

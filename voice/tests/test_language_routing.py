@@ -161,3 +161,14 @@ def test_i_speak_is_a_preference_that_chooses_the_recognition_model(client, user
     settings.VOSK_MODELS = {"zh": "/nonexistent/zh", "en": "/nonexistent/en"}
     choice = model_choice("en")
     assert choice.fallback and choice.recognises == "ko" and choice.as_dict()["language"] == "en"
+
+
+def test_the_worker_warms_the_engine_of_every_configured_language(chain):
+    from voice.jobs import worker
+
+    loaded = worker.preload_engines(["tts"])
+    assert loaded["tts"]["engine"] == "piper"  # the chain's first that loads
+    assert loaded["tts"]["by_language"] == {"zh": "espeak-ng", "en": "piper"}
+    warmed = [(name, text) for name, _language, text in chain]
+    assert ("piper", "Hello.") in warmed and ("espeak-ng", "Hello.") in warmed  # each warmed once
+    assert len(warmed) == 2

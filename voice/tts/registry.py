@@ -6,10 +6,11 @@ Each sentence goes to the first engine of the chain that loads and speaks its la
 
 import logging
 import threading
+from collections.abc import Iterator
 
 from django.conf import settings
 
-from .base import TTSEngine, TTSError
+from .base import TTSEngine, TTSError, language_code
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,27 @@ def _load(key: str) -> TTSEngine:
         raise error
 
 
+def _loaded_chain(errors: list[str]) -> Iterator[TTSEngine]:
+    """Each engine of VOICE_TTS_ENGINES that loads, in order; why the others do not goes to `errors`."""
+    for candidate in settings.VOICE_TTS_ENGINES:
+        key = canonical_name(candidate)
+        if not key:
+            continue
+        try:
+            engine = _load(key)
+        except TTSError as exc:
+            errors.append(f"{key}: {exc}")
+            logger.info("TTS engine %s unavailable: %s", key, exc)
+            continue
+        yield engine
+
+
+def _none_available(errors: list[str]) -> TTSError:
+    return TTSError(
+        "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
+    )
+
+
 def get_tts_engine(name: str | None = None) -> TTSEngine:
     """The named engine, or the first of VOICE_TTS_ENGINES that loads. Loaded once per process.
 
@@ -82,22 +104,11 @@ def get_tts_engine(name: str | None = None) -> TTSEngine:
     default = _engines.get("default")
     if default is not None:
         return default
-    errors = []
-    for candidate in settings.VOICE_TTS_ENGINES:
-        key = canonical_name(candidate)
-        if not key:
-            continue
-        try:
-            engine = _load(key)
-        except TTSError as exc:
-            errors.append(f"{key}: {exc}")
-            logger.info("TTS engine %s unavailable: %s", key, exc)
-            continue
+    errors: list[str] = []
+    for engine in _loaded_chain(errors):
         _engines["default"] = engine
         return engine
-    raise TTSError(
-        "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
-    )
+    raise _none_available(errors)
 
 
 def engine_for(language: str, name: str | None = None) -> TTSEngine | None:
@@ -112,24 +123,23 @@ def engine_for(language: str, name: str | None = None) -> TTSEngine | None:
     default = _engines.get("default")  # the chain's first engine, once known (or one a test pins)
     if default is not None and default.speaks(language):
         return default
-    errors, loaded = [], default is not None
-    for candidate in settings.VOICE_TTS_ENGINES:
-        key = canonical_name(candidate)
-        if not key:
-            continue
-        try:
-            engine = _load(key)
-        except TTSError as exc:
-            errors.append(f"{key}: {exc}")
-            continue
+    errors: list[str] = []
+    loaded = default is not None
+    for engine in _loaded_chain(errors):
         loaded = True
         if engine.speaks(language):
             return engine
     if not loaded:
-        raise TTSError(
-            "No TTS engine is available: " + ("; ".join(errors) or "none configured."), code="tts_engine_missing"
-        )
+        raise _none_available(errors)
     return None
+
+
+def configured_languages() -> list[str]:
+    """The languages this site expects to speak: its interface languages and its recognition languages."""
+    codes = [language_code(code) for code, _name in settings.LANGUAGES] + [
+        language_code(code) for code in settings.VOSK_MODELS
+    ]
+    return list(dict.fromkeys(code for code in codes if code))
 
 
 def mark_failed(engine: TTSEngine, error: Exception) -> None:

@@ -5,6 +5,7 @@ import platform
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools.benchmarks import cosyvoice_gpu as gpu_benchmark
+from devtools.benchmarks import handsfree as handsfree_benchmark
 from devtools.benchmarks import memory as memory_benchmark
 from devtools.benchmarks import voice_loop as benchmark
 
@@ -19,6 +20,11 @@ TARGETS = {
     "sessions_200_errors": ("<=", 0),
     "sessions_200_p99_ms": ("<", 250),
     "recall_p95_ms": ("<", 5),
+    # Hands-free end of speech -> first reply audio (issue 15), for the new end-of-turn decision.
+    "handsfree_smart_turn_preemptive_p50_ms": ("<=", 650),
+    "handsfree_smart_turn_preemptive_p95_ms": ("<=", 900),
+    "handsfree_smart_turn_p50_ms": ("<=", 650),
+    "handsfree_smart_turn_p95_ms": ("<=", 900),
 }
 
 
@@ -43,6 +49,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--memory", action="store_true", help="Only the cost of memory recall (devtools/benchmarks/memory.py)."
         )
+        parser.add_argument(
+            "--handsfree",
+            action="store_true",
+            help="Only the hands-free end of speech -> first audio figures, per end-of-turn setting "
+            "(devtools/benchmarks/handsfree.py; the full run includes them).",
+        )
         gpu_benchmark.add_arguments(parser)
         parser.add_argument(
             "--database",
@@ -52,7 +64,18 @@ class Command(BaseCommand):
             "database, as in production (default: $DATABASE_URL when it names one; else a throw-away SQLite file).",
         )
 
-    def handle(self, *args, quick=False, json=None, database="", gpu=False, rounds=None, sessions=None, **options):
+    def handle(
+        self,
+        *args,
+        quick=False,
+        json=None,
+        database="",
+        gpu=False,
+        rounds=None,
+        sessions=None,
+        handsfree=False,
+        **options,
+    ):
         if gpu:
             return gpu_benchmark.handle(self, json_path=json, machine=machine(), **options)
         if options.get("memory"):
@@ -75,7 +98,10 @@ class Command(BaseCommand):
         if database and not database.startswith("mysql"):
             database = ""  # SQLite: a throw-away file of the benchmark's own
         try:
-            results = benchmark.run(plan, out=self.stdout.write, database_url=database)
+            results = {} if handsfree else benchmark.run(plan, out=self.stdout.write, database_url=database)
+            if handsfree or not quick:  # ~7 min: left out of --quick
+                figures = handsfree_benchmark.run(rounds=rounds or 2, out=self.stdout.write, database_url=database)
+                results.update(handsfree_benchmark.flat(figures))
         except (RuntimeError, OSError) as exc:
             raise CommandError(f"The benchmark could not run: {exc}") from exc
         self.stdout.write(f"\nmachine: {machine()}; database: {'MySQL/MariaDB' if database else 'SQLite'}\n")

@@ -84,7 +84,9 @@ export class VoiceSocket {
       case "ready":
         this.ready = true;
         this.attempt = 0;
-        if (event.conversation) this.config.conversation_id = event.conversation.id;
+        // What the server now uses (a tool may switch the voice or start a new conversation): a reconnect keeps it.
+        if ("conversation" in event) this.config.conversation_id = event.conversation ? event.conversation.id : null;
+        if ("speaker" in event && "speaker_id" in this.config) this.config.speaker_id = event.speaker ? event.speaker.id : null;
         this.handlers.onConnection("ready");
         break;
       case "conversation":

@@ -37,6 +37,7 @@
 //   {type: "userMessage", text, messageId}             show the user's message
 //   {type: "conversationStarted", id, title} / {type: "conversationTitle", id, title}
 //   {type: "flashTimer"}                  (re)start the timer that dispatches flashExpired
+//   {type: "notice", code, text}          a server notice for the status line (tts_language_unsupported)
 //   {type: "turnStart", turnId}           a new, streaming reply bubble
 //   {type: "turnText", turnId, text}      the bubble's text so far (Markdown)
 //   {type: "turnSaved", turnId, messageId}
@@ -57,6 +58,14 @@ export function voiceErrorMessage(event) {
   if (code.startsWith("tts_")) return t("error.tts_failed");
   if (code.startsWith("mic_")) return t(`error.${code}`);
   return errorMessage(event);
+}
+
+// A notice in the page's language: its code's string (with the language's name), else the server's text.
+export function noticeMessage(event) {
+  const key = `notice.${event.code}`;
+  const language = event.language ? t(`language.${event.language}`) : "";
+  const text = t(key, { language: language.startsWith("language.") ? event.language : language });
+  return text === key ? event.message || "" : text;
 }
 
 export function initialState({ mode } = {}) {
@@ -273,6 +282,10 @@ function onEvent(s, fx, facts, event) {
       if (turn && event.turn_id !== null && turn.id === event.turn_id) markInterrupted(s, fx, facts);
       fx.push({ type: "dropAudio", turnId: event.turn_id ?? undefined });
       s.subtitle = "";
+      break;
+    case "notice":
+      // Something the user should know that stops nothing (a sentence shown but not spoken): stays on the status line.
+      fx.push({ type: "notice", code: event.code, text: noticeMessage(event) });
       break;
     case "error":
       showError(s, fx, event);

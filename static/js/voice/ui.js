@@ -149,6 +149,9 @@ export function initVoice(chat) {
       case "conversationTitle":
         chat.upsertConversation({ id: effect.id, title: effect.title });
         break;
+      case "notice":
+        showStatus(effect.text, { tone: "info" });
+        break;
       case "flashTimer":
         clearTimeout(flashTimer);
         flashTimer = setTimeout(() => dispatch({ type: "flashExpired" }), FLASH_MS);

@@ -1,123 +1,171 @@
 """manage.py download_models: fetch the model files the voice engines need into MODELS_DIR."""
 
-import hashlib
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from voice.management import model_sources
+from voice.management.downloads import DownloadError, download, verify
 from voice.management.modelfiles import cosyvoice_files, vosk_missing
 
-VOSK_URL = "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip"
 COSYVOICE_MODEL_ID = "iic/CosyVoice2-0.5B"
-CHUNK = 1 << 16
 
 
 class Command(BaseCommand):
     help = (
-        "Download model files into MODELS_DIR: --vosk fetches the Vosk model zip (resumable), verifies and "
-        "extracts it; --cosyvoice fetches CosyVoice2-0.5B from ModelScope into COSYVOICE_MODEL_DIR."
+        "Download model files into MODELS_DIR, resumable and verified: --vosk [LANG] the Vosk model of a "
+        "language of VOSK_MODELS (zh by default), --piper VOICE a Piper voice, --defaults every model of "
+        "VOSK_MODELS and PIPER_VOICES not on disk yet (--if-reachable: one line and success when offline, "
+        "as ./dev up runs it); --cosyvoice fetches CosyVoice2-0.5B from ModelScope into COSYVOICE_MODEL_DIR."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--vosk", action="store_true", help="Download and install the Vosk model.")
-        parser.add_argument("--vosk-url", default=VOSK_URL, help=f"The Vosk model zip (default {VOSK_URL}).")
+        parser.add_argument(
+            "--vosk", nargs="?", const="zh", metavar="LANG", help="Download and install the Vosk model of LANG (zh)."
+        )
+        parser.add_argument("--vosk-url", help="The Vosk model zip (default: VOSK_MODELS_URL/<model name>.zip).")
         parser.add_argument("--vosk-zip", metavar="FILE", help="Install from a zip already on disk (offline hosts).")
         parser.add_argument("--sha256", help="Expected SHA-256 of the zip; checked when given.")
         parser.add_argument("--size", type=int, help="Expected size of the zip in bytes; checked when given.")
+        parser.add_argument(
+            "--piper", nargs="+", metavar="VOICE", help="Download Piper voices (e.g. zh_CN-huayan-medium)."
+        )
+        parser.add_argument(
+            "--defaults", action="store_true", help="Download the models of VOSK_MODELS and PIPER_VOICES not on disk."
+        )
+        parser.add_argument(
+            "--if-reachable",
+            action="store_true",
+            help="With --defaults: when a host cannot be reached, say in one line what is missing and succeed.",
+        )
         parser.add_argument("--cosyvoice", action="store_true", help="Download CosyVoice2-0.5B from ModelScope.")
-        parser.add_argument("--dest", help="Where models go (default MODELS_DIR).")
+        parser.add_argument("--dest", help="Where models go (default MODELS_DIR; Piper voices in its piper/).")
         parser.add_argument("--timeout", type=float, default=30.0, help="Network timeout in seconds (default 30).")
 
     def handle(self, *args, **options):
-        if not (options["vosk"] or options["vosk_zip"] or options["cosyvoice"]):
-            raise CommandError("Say what to download: --vosk (or --vosk-zip FILE) and/or --cosyvoice.")
-        dest = Path(options["dest"] or settings.MODELS_DIR)
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CommandError(f"Cannot create {dest}: {exc.strerror or exc}.") from None
+        wanted = ("vosk", "vosk_zip", "piper", "defaults", "cosyvoice")
+        if not any(options[name] for name in wanted):
+            raise CommandError(
+                "Say what to download: --vosk [LANG] (or --vosk-zip FILE), --piper VOICE, --defaults or --cosyvoice."
+            )
+        timeout = options["timeout"]
+        if options["defaults"]:
+            self.download_defaults(timeout=timeout, quiet_offline=options["if_reachable"])
         if options["vosk"] or options["vosk_zip"]:
-            if options["vosk_zip"]:
-                archive = Path(options["vosk_zip"])
-                if not archive.is_file():
-                    raise CommandError(f"There is no file {archive}.")
-            else:
-                archive = self.download(options["vosk_url"], dest, timeout=options["timeout"])
-            self.verify_archive(archive, size=options["size"], sha256=options["sha256"])
-            model = self.extract_vosk(archive, dest)
-            self.stdout.write(self.style.SUCCESS(f"Vosk model ready: {model}"))
-            if Path(settings.VOSK_MODEL_PATH).resolve() != model.resolve():
-                self.stdout.write(f"Set VOSK_MODEL_PATH={model} to use it.")
-            if not options["vosk_zip"]:
-                archive.unlink()
+            language = options["vosk"] or "zh"
+            if language not in settings.VOSK_MODELS and not (options["vosk_url"] or options["vosk_zip"]):
+                raise CommandError(
+                    f"No Vosk model is configured for {language!r}: VOSK_MODELS has {', '.join(settings.VOSK_MODELS)}."
+                )
+            dest = self.folder(options["dest"] or settings.MODELS_DIR)
+            self.install_vosk(
+                language,
+                dest,
+                url=options["vosk_url"],
+                archive=Path(options["vosk_zip"]) if options["vosk_zip"] else None,
+                size=options["size"],
+                sha256=options["sha256"],
+                timeout=timeout,
+            )
+        for voice in options["piper"] or []:
+            dest = self.folder(Path(options["dest"]) if options["dest"] else Path(settings.MODELS_DIR) / "piper")
+            self.install_piper(voice, dest, timeout=timeout)
         if options["cosyvoice"]:
             self.download_cosyvoice(Path(settings.COSYVOICE_MODEL_DIR))
 
-    # -- Vosk ------------------------------------------------------------------------------------
-    def download(self, url: str, dest: Path, *, timeout: float) -> Path:
-        """Download `url` into dest; a partial file from an earlier attempt is resumed (HTTP Range)."""
-        name = PurePosixPath(urlsplit(url).path).name or "download.zip"
-        final, part = dest / name, dest / f"{name}.part"
-        host = urlsplit(url).netloc or url
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+    def folder(self, path) -> Path:
+        path = Path(path)
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as response:
-                if response.status_code == 416 and have:
-                    if _total_size(response, 0) == have:  # the partial file is already whole
-                        part.replace(final)
-                        return final
-                    part.unlink()  # longer than the file now on the server: start again
-                    return self.download(url, dest, timeout=timeout)
-                if response.status_code not in (200, 206):
-                    raise CommandError(f"Downloading {url} failed: HTTP {response.status_code}.")
-                resume = response.status_code == 206 and have > 0
-                total = _total_size(response, have if resume else 0)
-                self.stdout.write(
-                    f"Downloading {url}"
-                    + (f" (resuming at {have} bytes)" if resume else "")
-                    + (f", {total} bytes" if total else "")
-                )
-                with part.open("ab" if resume else "wb") as out:
-                    for block in response.iter_bytes(CHUNK):
-                        out.write(block)
-        except httpx.TimeoutException:
-            raise CommandError(
-                f"{host} did not answer within {timeout:g} s. Run the command again to resume, or download "
-                f"{url} elsewhere and use --vosk-zip FILE."
-            ) from None
-        except (httpx.ConnectError, httpx.NetworkError, httpx.ProtocolError) as exc:
-            raise CommandError(
-                f"{host} cannot be reached ({exc}). Check the network or proxy, run the command again to resume, or "
-                f"download {url} elsewhere and use --vosk-zip FILE."
-            ) from None
-        except httpx.HTTPError as exc:
-            raise CommandError(f"Downloading {url} failed: {exc}.") from None
-        if total and part.stat().st_size != total:
-            raise CommandError(
-                f"The download stopped at {part.stat().st_size} of {total} bytes; run the command again to resume."
-            )
-        part.replace(final)
-        return final
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"Cannot create {path}: {exc.strerror or exc}.") from None
+        return path
 
-    def verify_archive(self, archive: Path, *, size: int | None, sha256: str | None) -> None:
-        if size is not None and archive.stat().st_size != size:
-            raise CommandError(f"{archive.name} has {archive.stat().st_size} bytes, expected {size}.")
-        if sha256:
-            digest = hashlib.sha256()
-            with archive.open("rb") as f:
-                for block in iter(lambda: f.read(CHUNK), b""):
-                    digest.update(block)
-            if digest.hexdigest() != sha256.lower():
-                raise CommandError(
-                    f"{archive.name} is corrupt: its SHA-256 is {digest.hexdigest()}, expected {sha256}."
-                )
+    # -- the defaults (./dev up) -------------------------------------------------------------------
+    def download_defaults(self, *, timeout: float, quiet_offline: bool) -> None:
+        missing = model_sources.missing_defaults()
+        if not missing:
+            if not quiet_offline:
+                self.stdout.write(self.style.SUCCESS("Every default model is on disk."))
+            return
+        failed: list[tuple[model_sources.Missing, str]] = []
+        unreachable: dict[str, str] = {}  # host -> why; its other models are not tried
+        for item in missing:
+            if item.host in unreachable:
+                failed.append((item, unreachable[item.host]))
+                continue
+            try:
+                if item.kind == "vosk":
+                    dest = self.folder(Path(settings.VOSK_MODELS[item.language]).parent)
+                    self.install_vosk(item.language, dest, timeout=timeout)
+                else:
+                    self.install_piper(item.name, self.folder(Path(settings.MODELS_DIR) / "piper"), timeout=timeout)
+            except CommandError as exc:  # a failed download, or a zip that is no Vosk model
+                if getattr(exc, "unreachable", False):
+                    unreachable[item.host] = f"{item.host} cannot be reached"
+                failed.append((item, unreachable.get(item.host) or str(exc)))
+        if not failed:
+            return
+        whys = "; ".join(dict.fromkeys(why for _item, why in failed))
+        what = ", ".join(str(item) for item, _why in failed)
+        line = (
+            f"Models not downloaded ({whys}): {what}. Starting with what is here; "
+            "get them later with: manage.py download_models --defaults"
+        )
+        if not quiet_offline:
+            raise CommandError(line)
+        self.stdout.write(self.style.WARNING(line.replace("\n", " ")))
+
+    # -- Vosk ------------------------------------------------------------------------------------
+    def install_vosk(self, language, dest: Path, *, url=None, archive=None, size=None, sha256=None, timeout=30.0):
+        md5 = None
+        downloaded = archive is None
+        try:
+            if archive is not None:
+                if not archive.is_file():
+                    raise CommandError(f"There is no file {archive}.")
+            else:
+                if url is None:
+                    name = model_sources.vosk_model_name(language)
+                    url = model_sources.vosk_model_url(name)
+                    if size is None and sha256 is None:  # the host's own list says what the zip must be
+                        try:
+                            entry = model_sources.vosk_list_entry(name, timeout=timeout) or {}
+                        except DownloadError as exc:
+                            if exc.unreachable:
+                                raise
+                            entry = {}  # no list there: the zip's own checksums still verify it
+                        size, md5 = entry.get("size"), entry.get("md5")
+                        size = int(size) if isinstance(size, int | str) and str(size).isdigit() else None
+                name = PurePosixPath(urlsplit(url).path).name or "download.zip"
+                archive = download(url, dest / name, timeout=timeout, stream=self.stdout, size=size)
+            verify(archive, size=size, sha256=sha256, md5=md5)
+        except DownloadError as exc:
+            if downloaded and archive is not None and archive.is_file():
+                archive.unlink()  # whole but not what was expected: fetched afresh next time, never resumed
+            hint = f" Or download {url} elsewhere and use --vosk-zip FILE." if url else ""
+            raise _Failed(f"{exc}{hint}", unreachable=exc.unreachable) from None
+        try:
+            self.verify_archive(archive)
+            model = self.extract_vosk(archive, dest)
+        except CommandError:
+            if downloaded:
+                archive.unlink()  # corrupt: the next attempt downloads it afresh rather than resuming it
+            raise
+        self.stdout.write(self.style.SUCCESS(f"Vosk model ready: {model}"))
+        configured = settings.VOSK_MODELS.get(language)
+        if configured and Path(configured).resolve() != model.resolve():
+            setting = "VOSK_MODEL_PATH" if language == "zh" else "VOSK_MODELS"
+            self.stdout.write(f"Set {setting} ({language}) to {model} to use it.")
+        if downloaded:
+            archive.unlink()
+
+    def verify_archive(self, archive: Path) -> None:
         try:
             with zipfile.ZipFile(archive) as zf:
                 bad = zf.testzip()
@@ -127,6 +175,17 @@ class Command(BaseCommand):
             ) from None
         if bad is not None:
             raise CommandError(f"{archive.name} is corrupt (first bad entry: {bad}); delete it and download again.")
+
+    # -- Piper -----------------------------------------------------------------------------------
+    def install_piper(self, voice: str, dest: Path, *, timeout: float) -> None:
+        try:
+            model = model_sources.install_piper_voice(voice, dest, timeout=timeout, stream=self.stdout)
+        except DownloadError as exc:
+            raise _Failed(str(exc), unreachable=exc.unreachable) from None
+        self.stdout.write(self.style.SUCCESS(f"Piper voice ready: {model}"))
+        if voice not in settings.PIPER_VOICES.values():
+            language = voice.split("_", 1)[0]
+            self.stdout.write(f"Add {language}={voice} to PIPER_VOICES to use it.")
 
     def extract_vosk(self, archive: Path, dest: Path) -> Path:
         """Extract into a temporary folder beside dest, check the model's files, then move it in place."""
@@ -175,13 +234,9 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"CosyVoice2 model ready: {model_dir}"))
 
 
-def _total_size(response: httpx.Response, offset: int) -> int | None:
-    """The whole file's size from Content-Range (206) or Content-Length (200), if given."""
-    content_range = response.headers.get("Content-Range", "")
-    if "/" in content_range and not content_range.endswith("/*"):
-        try:
-            return int(content_range.rsplit("/", 1)[1])
-        except ValueError:
-            return None
-    length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
+class _Failed(CommandError):
+    """A download that failed, with whether its host was unreachable (--defaults skips the host's others)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable

@@ -177,6 +177,7 @@ class Command(BaseCommand):
     def handle(self, *args, load=False, json=False, timeout=2.0, ready=False, **options):
         report = {
             "services": _services(),
+            "llm": _llm(),
             "engines": _engines(load),
             "models": _models(),
             "gpu": _gpu(),
@@ -203,6 +204,11 @@ class Command(BaseCommand):
             out(f"Channel layer: ok ({layer['backend']}, {layer['ms']} ms)")
         else:
             out(f"Channel layer: DOWN ({layer['backend']}: {layer.get('error', 'no answer')})")
+        llm = report["llm"]
+        if llm["source"] == "none":
+            out(f"LLM: NOT CONFIGURED ({llm['detail']})")
+        else:
+            out(f"LLM: {llm['detail']}")
         engines = report["engines"]
         out("TTS engines (fallback order):")
         for entry in engines["tts_chain"]:
@@ -279,6 +285,13 @@ def _services() -> dict:
     from magicmirror.health import check_channel_layer, check_database
 
     return {"database": check_database(), "channel_layer": check_channel_layer()}
+
+
+def _llm() -> dict:
+    """The LLM the site uses: the configured one, a local Ollama found without one, or none."""
+    from chat.llm_endpoint import llm_endpoint
+
+    return llm_endpoint().as_dict()
 
 
 def _ready(report) -> bool:
