@@ -1,6 +1,5 @@
 """Reads of reminders, always scoped to the requesting user."""
 
-from django.conf import settings
 from django.db.models import QuerySet
 
 from magicmirror.errors import NotFound
@@ -25,9 +24,7 @@ def reminder_get(*, user, reminder_id) -> Reminder:
 
 
 def user_time_zone(*, user) -> str:
-    """The user's IANA time zone: the profile setting where there is one, else settings.TIME_ZONE."""
-    from speakers.models import UserSettings
+    """The user's IANA time zone, by the profile's rule (speakers.selectors.user_time_zone)."""
+    from speakers import selectors as speaker_selectors
 
-    # Read defensively: the profile's time zone is a newer column, and a user may have no row yet.
-    row = UserSettings.objects.filter(user=user).first()
-    return (getattr(row, "time_zone", "") if row is not None else "") or settings.TIME_ZONE
+    return speaker_selectors.user_time_zone(speaker_selectors.user_settings_get(user=user))
