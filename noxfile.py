@@ -29,7 +29,18 @@ COSYVOICE_BIN = ROOT / ".venv-cosyvoice" / "bin"
 # mypy's targets: live/ and voice/jobs/ at least, and the rest of the product code that is clean. Paths that
 # do not exist (yet) are skipped, and so is a path inside another target (mypy refuses a file twice).
 # Settings and exclusions (tests, migrations) are in pyproject.toml [tool.mypy]. Not yet: devtools/.
-MYPY_TARGETS = ["live", "voice/jobs", "voice", "magicmirror", "speakers", "chat", "memory", "noxfile.py"]
+MYPY_TARGETS = [
+    "live",
+    "voice/jobs",
+    "voice",
+    "magicmirror",
+    "speakers",
+    "chat",
+    "memory",
+    "tools",
+    "reminders",
+    "noxfile.py",
+]
 
 # The variables that point the site at MariaDB/MySQL and Redis; without them it runs embedded.
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "MYSQL_HOST", "MYSQL_DATABASE")

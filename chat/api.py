@@ -45,6 +45,9 @@ class ToolCallOutput(serializers.Serializer):
 
 class MessageOutput(serializers.ModelSerializer):
     tool_calls = serializers.SerializerMethodField()
+    reminder_id = serializers.SerializerMethodField(
+        help_text="The reminder this assistant message delivered when it fired; null for any other message."
+    )
 
     class Meta:
         model = Message
@@ -57,12 +60,20 @@ class MessageOutput(serializers.ModelSerializer):
             "error_code",
             "speaker_id",
             "tool_calls",
+            "reminder_id",
             "created_at",
         ]
 
     @extend_schema_field(ToolCallOutput(many=True))
     def get_tool_calls(self, message) -> list[dict]:
         return tool_calls_public(message.tool_calls if isinstance(message, Message) else message.get("tool_calls"))
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_reminder_id(self, message) -> int | None:
+        if not isinstance(message, Message):
+            return message.get("reminder_id")
+        reminder = getattr(message, "reminder", None)  # reminders.Reminder.message (reverse one-to-one)
+        return reminder.pk if reminder is not None else None
 
 
 class ConversationOutput(serializers.Serializer):
@@ -88,7 +99,7 @@ class ConversationCreateInput(serializers.Serializer):
 
 
 def _detail(conversation):
-    conversation.ordered_messages = list(message_list(conversation=conversation))
+    conversation.ordered_messages = list(message_list(conversation=conversation).select_related("reminder"))
     return ConversationDetailOutput(conversation).data
 
 

@@ -84,4 +84,4 @@ class ReminderTurn:
             await session.emit({"type": "audio_done", "turn_id": self.id})
         finally:
             await self.speaker.cancel()
-        await session.turn_ended(self)  # type: ignore[arg-type]
+        await session.turn_ended(self)

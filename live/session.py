@@ -272,7 +272,7 @@ class VoiceSession:
             await self.emit({"type": "final", "utterance_id": utterance.id, "text": "", "message_id": None})
             await self._resume_paused_reply()
             if not self.turn_running:
-                await self.set_state("idle")
+                await self.became_idle()
             return
         speech_ended_at = utterance.speech_ended_at
         await self.start_turn(
@@ -291,7 +291,7 @@ class VoiceSession:
         await self.emit({"type": "error", "code": code, "message": message, "utterance_id": utterance.id})
         await self._resume_paused_reply()
         if not self.turn_running:
-            await self.set_state("idle")
+            await self.became_idle()
 
     # -- turns ------------------------------------------------------------------------------------
     @property
@@ -349,15 +349,19 @@ class VoiceSession:
                 error["utterance_id"] = utterance_id
             await self.emit(error)
             if not self.turn_running and self.listening.utterance is None:
-                await self.set_state("idle")
+                await self.became_idle()
             return False
         return True
 
     async def turn_ended(self, turn: Turn | ReminderTurn) -> None:
         """A turn ran to its end (not interrupted)."""
         if self.listening.utterance is None:
-            await self.set_state("idle")
-            await self._speak_waiting_reminder()
+            await self.became_idle()
+
+    async def became_idle(self) -> None:
+        """Nothing runs and nobody speaks: say so, then speak a reminder that waited for this moment."""
+        await self.set_state("idle")
+        await self._speak_waiting_reminder()
 
     # -- reminders (live.reminders) ---------------------------------------------------------------
     async def reminder(self, reminder: dict) -> None:

@@ -1,6 +1,8 @@
 """Settings for the test suite: the normal settings, with TESTING on and throw-away storage."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["MAGICMIRROR_TESTING"] = "1"
@@ -30,6 +32,7 @@ else:
     _shm = "/dev/shm"  # noqa: S108 (a private directory is made in it)
     _sqlite_dir = tempfile.mkdtemp(prefix="mm-test-db-", dir=_shm if os.access(_shm, os.W_OK) else None)
     DATABASES["default"]["TEST"] = {"NAME": f"{_sqlite_dir}/test.sqlite3"}  # noqa: F405
+    atexit.register(shutil.rmtree, _sqlite_dir, True)  # RAM is not given back by itself
 
 # Tests wrapped in a transaction need every query on the test's own connection: one thread-sensitive
 # database thread, unless a test (or the server processes it starts) asks for the pool.

@@ -1,5 +1,6 @@
 """Reminders JSON API: list the user's reminders, cancel one."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -42,7 +43,9 @@ class ReminderListApi(APIView):
             OpenApiParameter(
                 "state", str, many=True, enum=Reminder.State.values, description="Only these states (repeatable)."
             ),
-            OpenApiParameter("fired_after", str, description="Only reminders fired after this moment (ISO 8601)."),
+            OpenApiParameter(
+                "fired_after", OpenApiTypes.DATETIME, description="Only reminders fired after this moment (ISO 8601)."
+            ),
         ],
         responses={200: ReminderListOutput, **api_errors({400: "`invalid`: a bad state or moment."})},
         summary="My reminders, soonest first",

@@ -22,6 +22,7 @@ from .services import (
     speaker_delete,
     speaker_switch,
     speaker_update,
+    time_zone_names,
     user_settings_update,
 )
 
@@ -74,12 +75,17 @@ class SpeakerUpdateInput(serializers.Serializer):
     audio = AudioUploadField(required=False)
 
 
+@extend_schema_field({"type": "string", "enum": ["", *time_zone_names()]})
+class TimeZoneField(serializers.CharField):
+    """An IANA name or "" (the schema lists them; the service checks, with its own error code)."""
+
+
 class SettingsOutput(MemorySettingsOutput):
     current_speaker_id = serializers.IntegerField(allow_null=True)
     input_mode = serializers.ChoiceField(choices=UserSettings.InputMode.values)
     voice_output = serializers.BooleanField()
     spoken_language = serializers.CharField(help_text='"I speak": zh or en; empty: the interface language.')
-    time_zone = serializers.CharField(help_text="IANA name (e.g. Asia/Shanghai); empty: the site's time zone.")
+    time_zone = TimeZoneField(help_text="IANA name (e.g. Asia/Shanghai); empty: the site's time zone.")
 
 
 class SettingsInput(MemorySettingsInput):
@@ -88,7 +94,7 @@ class SettingsInput(MemorySettingsInput):
     spoken_language = serializers.ChoiceField(
         choices=["", "zh", "en"], required=False, help_text='"I speak" (recognition language); empty: the interface\'s.'
     )
-    time_zone = serializers.CharField(
+    time_zone = TimeZoneField(
         max_length=64,
         required=False,
         allow_blank=True,

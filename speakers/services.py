@@ -330,6 +330,11 @@ def time_zone_valid(name: str) -> bool:
 _time_zones = functools.cache(zoneinfo.available_timezones)  # walks the tz database: once
 
 
+def time_zone_names() -> list[str]:
+    """The IANA names time_zone_valid accepts, sorted (the API schema lists them)."""
+    return sorted(_time_zones())
+
+
 def speaker_delete(*, user, speaker_id) -> None:
     """Delete a speaker; the user's current speaker becomes NULL if it was this one (SET NULL)."""
     speaker = speaker_get(user=user, speaker_id=speaker_id)

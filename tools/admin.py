@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .models import McpServer
@@ -11,6 +12,7 @@ class McpServerAdmin(admin.ModelAdmin):
     list_display = ("name", "transport", "target", "enabled", "available_to_regular_users", "updated_at")
     list_filter = ("transport", "enabled", "available_to_regular_users")
     search_fields = ("name", "command", "url")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a URL typed without a scheme
     fieldsets = (
         (None, {"fields": ("name", "enabled", "available_to_regular_users", "allowed_tools")}),
         (_("Command (stdio)"), {"fields": ("command", "args", "env")}),

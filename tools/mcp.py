@@ -9,14 +9,19 @@ new streamable-HTTP session), bounded by MCP_CALL_TIMEOUT_S: one session per cal
 failure (a killed process, a dropped connection) from touching any other turn, at the price of the
 connection set-up (~0.5 s for a Python stdio server, a few ms over HTTP). A server that is down,
 slow or fails answers the LLM with an error (tools.registry.ToolError), never a failed turn.
+The SDK is imported on first use, in a thread (load_sdk), outside every time limit.
 """
 
 import asyncio
+import importlib
 import logging
 import re
+import sys
 import time
+import weakref
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -28,6 +33,7 @@ from .registry import Tool, ToolContext, ToolError, provider
 logger = logging.getLogger(__name__)
 
 NAME_MAX = 64  # OpenAI function names: ^[a-zA-Z0-9_-]{1,64}$
+LIST_PAGES_MAX = 20  # pages of a server's tool list read (a server whose cursor never ends cannot hang a turn)
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,26 @@ def tool_name(server: str, tool: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", f"mcp_{server}_{tool}")[:NAME_MAX]
 
 
+SDK_MODULES = ("mcp", "mcp.client.stdio", "mcp.client.streamable_http", "httpx2")
+
+
+async def load_sdk() -> None:
+    """Import the SDK on first use, in a thread: it takes a second or more, which must neither block
+    the event loop (every other turn and socket of the process) nor count against a call's time limit."""
+    if not all(name in sys.modules for name in SDK_MODULES):
+        await asyncio.to_thread(lambda: [importlib.import_module(name) for name in SDK_MODULES])
+
+
 @asynccontextmanager
 async def session(config: ServerConfig, *, timeout: float):
-    """A connected `mcp.Client` for the server (imported here: the SDK is loaded on first use)."""
+    """A connected `mcp.Client` for the server (the SDK loaded by load_sdk())."""
     import os
 
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
     async with AsyncExitStack() as stack:
+        target: Any  # the SDK's StdioServerParameters, or a streamable-HTTP transport
         if config.transport == McpServer.Transport.STDIO:
             # The child gets a minimal environment plus the server's own (never the site's secrets).
             env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ} | dict(config.env)
@@ -99,14 +116,23 @@ async def session(config: ServerConfig, *, timeout: float):
 async def list_remote_tools(config: ServerConfig, *, timeout: float | None = None) -> list[RemoteTool]:
     """The server's tools (all of them, before the allowlist); raises on failure or after `timeout`."""
     timeout = timeout if timeout is not None else settings.MCP_LIST_TIMEOUT_S
+    await load_sdk()
+    tools: list[RemoteTool] = []
     async with asyncio.timeout(timeout), session(config, timeout=timeout) as client:
-        result = await client.list_tools()
-    return [RemoteTool(t.name, t.description or "", t.input_schema or {"type": "object"}) for t in result.tools]
+        cursor = None
+        for _ in range(LIST_PAGES_MAX):
+            result = await client.list_tools(cursor=cursor)
+            tools += [RemoteTool(t.name, t.description or "", t.input_schema or {}) for t in result.tools]
+            cursor = result.next_cursor
+            if not cursor:
+                break
+    return tools
 
 
 async def call_remote_tool(config: ServerConfig, tool: str, arguments: dict, *, timeout: float | None = None):
     """Call the tool; its text (or structured) result, or ToolError within `timeout` whatever happens."""
     timeout = timeout if timeout is not None else settings.MCP_CALL_TIMEOUT_S
+    await load_sdk()
     try:
         async with asyncio.timeout(timeout), session(config, timeout=timeout) as client:
             result = await client.call_tool(tool, arguments)
@@ -125,11 +151,15 @@ async def call_remote_tool(config: ServerConfig, tool: str, arguments: dict, *, 
 
 # -- the provider ------------------------------------------------------------------------------------
 _cache: dict[tuple[int, float], tuple[float, list[RemoteTool]]] = {}
-_locks: dict[int, asyncio.Lock] = {}
+# One lock per server and event loop: an asyncio.Lock belongs to the loop it was first awaited in,
+# and this process may run turns in more than one (daphne's, a management command's, the tests').
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
 
 
 def cache_clear() -> None:
+    """Forget every server's tool list (the tests call it between tests)."""
     _cache.clear()
+    _locks.clear()
 
 
 async def cached_tools(config: ServerConfig) -> list[RemoteTool]:
@@ -138,7 +168,7 @@ async def cached_tools(config: ServerConfig) -> list[RemoteTool]:
     hit = _cache.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
-    lock = _locks.setdefault(config.pk, asyncio.Lock())
+    lock = _locks.setdefault(asyncio.get_running_loop(), {}).setdefault(config.pk, asyncio.Lock())
     async with lock:  # turns starting together list the server once
         hit = _cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
@@ -190,3 +220,54 @@ async def mcp_tools(user) -> list[Tool]:
         return []
     lists = await asyncio.gather(*(server_tools(config) for config in configs))
     return [tool for tools in lists for tool in tools]
+
+
+# -- voice_status ------------------------------------------------------------------------------------
+def servers_report(*, timeout: float) -> dict:
+    """Every configured server for `manage.py voice_status`: whom it is for and, for an enabled one,
+    its tools as listed now (every server at once, each within `timeout`; one that is down says so).
+    Synchronous: it reads the rows, then runs the listing in its own event loop."""
+    try:
+        rows = list(McpServer.objects.order_by("name"))
+    except Exception as exc:  # the database is down: the rest of the report still prints
+        return {"error": f"The MCP servers cannot be read: {exc}", "servers": []}
+
+    async def ask(row: McpServer) -> list[str] | str | None:
+        if not row.enabled:
+            return None  # not asked: no turn would
+        config = ServerConfig.of(row)
+        try:
+            return [tool.name for tool in await list_remote_tools(config, timeout=timeout)]
+        except TimeoutError:
+            return f"no answer within {timeout:g} s"
+        except Exception as exc:
+            return _failure(exc)
+
+    async def ask_all() -> list[list[str] | str | None]:
+        return list(await asyncio.gather(*(ask(row) for row in rows)))
+
+    answers = asyncio.run(ask_all()) if rows else []
+    servers = []
+    for row, answer in zip(rows, answers, strict=True):
+        listed = answer if isinstance(answer, list) else None
+        servers.append(
+            {
+                "name": row.name,
+                "transport": row.transport,
+                "target": row.command if row.transport == McpServer.Transport.STDIO else row.url,
+                "enabled": row.enabled,
+                "for": "everyone" if row.available_to_regular_users else "staff",
+                "allowed_tools": list(row.allowed_tools or []),
+                "listed": listed,  # None: disabled (not asked) or down
+                "offered": [t for t in row.allowed_tools or [] if listed is not None and t in listed],
+                "error": answer if isinstance(answer, str) else None,
+            }
+        )
+    return {"servers": servers}
+
+
+def _failure(exc: BaseException) -> str:
+    """The first real error inside the SDK's exception groups, in a line."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

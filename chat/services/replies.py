@@ -47,6 +47,7 @@ def message_payload(message: Message) -> dict:
         "error_code": message.error_code,
         "speaker_id": message.speaker_id,
         "tool_calls": tool_calls_public(message.tool_calls),
+        "reminder_id": None,  # a turn's messages; a fired reminder's message is made by reminders.services
         "created_at": timezone.localtime(message.created_at).isoformat(),
     }
 

@@ -7,6 +7,7 @@ scripted time to first token and token rate. Clients are real WebSocket and HTTP
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import random
@@ -68,6 +69,9 @@ def llm_process(reply: str) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
+_DATABASES = itertools.count(1)
+
+
 class ThrowawayMySQL:
     """A database of its own on the MySQL/MariaDB server named by `url`, dropped afterwards."""
 
@@ -75,7 +79,7 @@ class ThrowawayMySQL:
         import environ
 
         self.config = environ.Env.db_url_config(url)
-        self.name = f"mm_bench_{os.getpid()}"
+        self.name = f"mm_bench_{os.getpid()}_{next(_DATABASES)}"  # several stacks may run at once
         self.url = url.rsplit("/", 1)[0] + "/" + self.name
 
     def _execute(self, sql):

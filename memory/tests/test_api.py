@@ -1,12 +1,13 @@
 """The memory API, the persona in /api/settings, the export; recall and parsing on their own."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from memory.models import Memory, MemoryProfile
+from memory.models import Memory, MemoryProfile, SpeakerPersona
 from memory.recall import Candidate, recall, terms
 from memory.structured import memory_changes
 
@@ -110,3 +111,63 @@ def test_the_companion_is_named_by_the_persona_alone(user):
     MemoryProfile.objects.create(user=user, persona_name="小白")
     named = system("你是谁？")
     assert "你的名字：小白。" in named and "MagicMirror" not in named and "魔镜" not in named
+
+
+def _speaker(owner, name="Anna"):
+    from speakers.models import Speaker
+
+    return Speaker.objects.create(owner=owner, slot=1, name=name, prompt_text="x", audio="speakers/x.wav")
+
+
+def test_a_voices_own_persona(api, user):
+    speaker = _speaker(user)
+    url = f"/api/speakers/{speaker.pk}/persona"
+    assert api.get(url).json() == {"name": "", "personality": "", "address": ""}  # none yet: all blank
+    assert not SpeakerPersona.objects.exists()  # reading saves nothing
+    patched = api.patch(url, {"name": " 阿尔法 ", "personality": "爱讲冷笑话"}, content_type="application/json")
+    assert patched.status_code == 200
+    assert patched.json() == {"name": "阿尔法", "personality": "爱讲冷笑话", "address": ""}
+    # A field left out stays; "" goes back to the user's.
+    patched = api.patch(url, {"personality": "", "address": "叫我阿明"}, content_type="application/json")
+    assert patched.json() == {"name": "阿尔法", "personality": "", "address": "叫我阿明"}
+    assert api.get(url).json() == patched.json()
+    row = SpeakerPersona.objects.get(speaker=speaker)
+    assert (row.name, row.personality, row.address) == ("阿尔法", "", "叫我阿明")
+
+
+@pytest.mark.parametrize(("field", "limit"), [("name", 40), ("personality", 300), ("address", 100)])
+def test_a_voices_persona_over_its_length_is_400_and_changes_nothing(api, user, field, limit):
+    speaker = _speaker(user)
+    url = f"/api/speakers/{speaker.pk}/persona"
+    assert api.patch(url, {field: "x" * limit}, content_type="application/json").status_code == 200
+    response = api.patch(url, {field: "y" * (limit + 1)}, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid"
+    assert field in response.json()["error"]["fields"]
+    assert api.get(url).json()[field] == "x" * limit
+
+
+def test_another_users_voice_persona_is_404(api, other_user):
+    theirs = _speaker(other_user, name="Theirs")
+    url = f"/api/speakers/{theirs.pk}/persona"
+    assert api.get(url).status_code == 404
+    response = api.patch(url, {"name": "x" * 500}, content_type="application/json")  # 404 before 400
+    assert response.status_code == 404 and response.json()["error"]["code"] == "speaker_not_found"
+    assert api.get("/api/speakers/999999/persona").status_code == 404
+    assert not SpeakerPersona.objects.exists()
+
+
+def test_the_profile_pages_persona_limits_are_the_services():
+    """The page's inputs (template and static/js/persona.js) stop at the limits the API enforces."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from memory.services import PERSONA_LIMITS
+
+    root = Path(settings.BASE_DIR)
+    script = (root / "static/js/persona.js").read_text()
+    limits = re.search(r"PERSONA_MAX_CHARS = \{([^}]*)\}", script).group(1)
+    assert {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", limits)} == PERSONA_LIMITS
+    template = (root / "templates/speakers/profile.html").read_text()
+    for field, limit in PERSONA_LIMITS.items():
+        assert re.search(rf'id="persona-{field}"[^>]* maxlength="{limit}"', template), field

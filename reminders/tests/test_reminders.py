@@ -173,3 +173,26 @@ def test_the_fired_counter_is_read_from_the_database(user, client):
     reminders_fire_due(now=now + dt.timedelta(hours=1))
     text = generate_latest(REGISTRY).decode()
     assert "mm_reminders_fired_total 1.0" in text and "mm_reminders_pending 0.0" in text
+
+
+async def test_a_reminder_that_fires_while_the_user_speaks_is_spoken_after_a_silent_utterance(
+    ws, user, settings, voice_workers
+):
+    settings.VOICE_TTS_ENGINES = ["piper"]
+    settings.VOICE_MAX_AUDIO_RATE = 1000.0
+    now = timezone.now()
+    reminder = await sync_to_async(reminder_create)(
+        user=user, text="drink some water", due_at=now + dt.timedelta(minutes=10), now=now, language="en"
+    )
+    await ws.send_json_to({"type": "start", "protocol": 1, "mode": "ptt", "voice_output": True})
+    await events_until(ws, "ready")
+    await stream_audio(ws, b"\0\0" * 8000)  # the user holds the button: an utterance is open
+    await events_until(ws, "state")  # listening
+    fired = await reminders_fire_and_deliver(reminder.due_at + dt.timedelta(seconds=1))
+    assert [f["id"] for f in fired] == [reminder.pk]
+    await events_until(ws, "reminder")  # shown at once, not spoken over the user
+    await ws.send_json_to({"type": "audio_end"})  # nothing was said: no turn follows
+    events, frames = await events_until(ws, "audio_done", timeout=60)
+    kinds = [e["type"] for e in events]
+    assert kinds.index("final") < kinds.index("sentence") and frames
+    assert next(e for e in events if e["type"] == "final")["text"] == ""

@@ -4,6 +4,7 @@ import { api, request } from "./api.js";
 import { h, statusLine } from "./dom.js";
 import { errorMessage, loadStrings, t } from "./i18n.js";
 import { setMarkdown } from "./markdown.js";
+import { initReminders } from "./reminders.js";
 import { readEvents } from "./sse.js";
 import { initVoice } from "./voice/ui.js";
 
@@ -204,7 +205,7 @@ function showTools(node, calls) {
   if (calls.length) node.querySelector(".msg-text").before(toolsNode(calls));
 }
 
-function messageNode({ id, role, content = "", interrupted = false, error_code: errorCode = "", tool_calls: toolCalls = [] }) {
+function messageNode({ id, role, content = "", interrupted = false, error_code: errorCode = "", tool_calls: toolCalls = [], reminder_id: reminderId = null }) {
   const who = role === "user" ? t("you") : t("assistant");
   const node = h(
     "article",
@@ -212,6 +213,14 @@ function messageNode({ id, role, content = "", interrupted = false, error_code: 
     h("span", { class: "visually-hidden", text: `${who}: ` }),
     h("div", { class: "msg-text", text: content }),
   );
+  if (reminderId) {
+    // A reminder that fired: marked, so it does not read as an answer to the message before it.
+    node.classList.add("msg-reminder");
+    node.dataset.reminderId = reminderId;
+    node.querySelector(".msg-text").before(
+      h("span", { class: "msg-reminder-mark", title: t("reminders.mark") }, h("span", { "aria-hidden": "true", text: "⏰ " }), h("span", { class: "visually-hidden", text: `${t("reminders.mark")}: ` })),
+    );
+  }
   if (toolCalls.length) showTools(node, toolCalls);
   if (role === "assistant") setMarkdown(node.querySelector(".msg-text"), content);
   if (errorCode) markNote(node, errorMessage({ code: errorCode, message: t("replyFailed") }), content ? "warning" : "error");
@@ -369,6 +378,7 @@ async function send(text) {
         case "tool_result":
           toolCalls.push(event);
           showTools(replyNode, toolCalls);
+          reminders?.toolResult(event);
           break;
         case "effect":
           if (event.effect === "speaker" && event.speaker && ui.speaker.querySelector(`option[value="${Number(event.speaker.id)}"]`)) {
@@ -502,6 +512,36 @@ function conversationStarted(conversation) {
   markSelected();
 }
 
+// A reminder fired (announced by reminders.js): its message joins the conversation if that is the
+// open one, and the conversation moves to the top of the sidebar.
+const remindersShown = new Set(); // message ids of reminders shown (or being fetched) here
+
+async function reminderFired({ conversation_id: id, message_id: messageId }) {
+  if (!id || !messageId || remindersShown.has(messageId)) return;
+  if (id !== state.conversationId && itemOf(id)) {
+    upsertConversation({ id }, { toTop: true });
+    markSelected();
+    return;
+  }
+  remindersShown.add(messageId);
+  const view = state.view;
+  let conversation;
+  try {
+    conversation = await api(`/api/conversations/${Number(id)}`);
+  } catch {
+    remindersShown.delete(messageId); // the next poll brings it again
+    return;
+  }
+  upsertConversation({ id, title: conversation.title }, { toTop: true });
+  markSelected();
+  if (id !== state.conversationId || view !== state.view) return;
+  if (ui.messages.querySelector(`.msg[data-id="${Number(messageId)}"]`)) return;
+  const message = conversation.messages.find((m) => m.id === messageId);
+  if (message) appendMessage(messageNode(message));
+}
+
+const reminders = initReminders({ status, onFired: reminderFired });
+
 const voice = initVoice({
   appendMessage,
   appendUserMessage: (content, id) => appendMessage(messageNode({ role: "user", content, id })),
@@ -510,7 +550,9 @@ const voice = initVoice({
   markNote,
   messageNode,
   nearBottom,
+  reminder: (event) => reminders?.fromVoice(event),
   scrollToBottom,
+  toolResult: (event) => reminders?.toolResult(event),
   upsertConversation,
 });
 

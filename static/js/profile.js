@@ -1,8 +1,10 @@
-// The profile page: voices (list, preview, make current, delete, upload) and preferences.
+// The profile page: voices (list, preview, make current, delete, upload, their own persona),
+// preferences, the companion's persona and memory.
 
 import { api } from "./api.js";
 import { h, statusLine } from "./dom.js";
 import { errorMessage, loadStrings, t } from "./i18n.js";
+import { PERSONA_FIELDS, PERSONA_MAX_CHARS, personaBody, personaOver } from "./persona.js";
 import { ClipRecorder, recordingSupported } from "./voice/recorder.js";
 
 loadStrings();
@@ -37,6 +39,7 @@ function speakerItem(speaker) {
     ),
     h("p", { class: "speaker-text", text: speaker.prompt_text }),
     h("audio", { controls: true, preload: "none", src: speaker.audio_url, "aria-label": t("recordingOf", { name: speaker.name }) }),
+    speakerPersona(speaker.id),
     h(
       "div",
       { class: "speaker-actions" },
@@ -273,6 +276,120 @@ ui.settingsForm.addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
+
+// --- The companion's persona, and a voice's own ---------------------------------------------
+
+const persona = { form: $("persona-form"), saved: {}, defaults: {} };
+const personaStatus = statusLine($("persona-status"));
+
+function formValues(form) {
+  return Object.fromEntries(PERSONA_FIELDS.map((field) => [field, form.elements[field].value]));
+}
+
+// `values` null: only the placeholders (what an empty field stands for) change.
+function fillPersonaForm(form, values, placeholders) {
+  for (const field of PERSONA_FIELDS) {
+    const input = form.elements[field];
+    if (values) input.value = values[field] || "";
+    input.placeholder = placeholders[field] || "";
+  }
+}
+
+// Under a voice, an empty field stands for the companion's own (or its default).
+function voicePlaceholders() {
+  return personaOver(persona.saved, persona.defaults);
+}
+
+function showPersona() {
+  fillPersonaForm(persona.form, persona.saved, persona.defaults);
+  for (const form of ui.list.querySelectorAll(".speaker-persona form")) fillPersonaForm(form, null, voicePlaceholders());
+}
+
+function personaField(field, rows = 0) {
+  const attrs = { name: field, maxlength: PERSONA_MAX_CHARS[field] };
+  const input = rows ? h("textarea", { ...attrs, rows }) : h("input", { ...attrs, type: "text", autocomplete: "off" });
+  return h("label", { class: "field" }, h("span", {}, h("strong", { text: t(`persona.${field}`) })), input);
+}
+
+// A voice's own persona: a disclosure in its list item, read from the server when first opened.
+function speakerPersona(id) {
+  const url = `/api/speakers/${Number(id)}/persona`;
+  const status = h("p", { class: "status", role: "status", "aria-live": "polite" });
+  const show = statusLine(status);
+  // Disabled until the voice's persona is read (saving the empty form would clear it).
+  const button = h("button", { type: "submit", class: "button button-small", disabled: true, text: t("persona.save") });
+  const form = h(
+    "form",
+    { class: "stack persona-form" },
+    h("p", { class: "help", text: t("persona.ownHelp") }),
+    personaField("name"),
+    personaField("personality", 2),
+    personaField("address"),
+    h("div", { class: "form-footer" }, button, status),
+  );
+  const details = h("details", { class: "speaker-persona" }, h("summary", { text: t("persona.own") }), form);
+  fillPersonaForm(form, null, voicePlaceholders());
+  let loaded = false;
+  details.addEventListener("toggle", async () => {
+    if (!details.open || loaded) return;
+    try {
+      fillPersonaForm(form, await api(url), voicePlaceholders());
+      loaded = true;
+      button.disabled = false;
+    } catch (error) {
+      show(errorMessage(error), { tone: "error" }); // opened again, it tries again
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    try {
+      fillPersonaForm(form, await api(url, { method: "PATCH", json: personaBody(formValues(form)) }), voicePlaceholders());
+      loaded = true;
+      show(t("persona.ownSaved"), { tone: "success", clearAfter: 4000 });
+    } catch (error) {
+      show(errorMessage(error), { tone: "error" });
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return details;
+}
+
+// The voices the page was rendered with get theirs too (speakerItem adds it to re-rendered ones).
+for (const item of ui.list.querySelectorAll("li.speaker")) {
+  item.querySelector(".speaker-actions").before(speakerPersona(item.dataset.id));
+}
+
+persona.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = persona.form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const answer = await api("/api/settings", { method: "PATCH", json: { persona: personaBody(formValues(persona.form)) } });
+    persona.saved = answer.persona;
+    persona.defaults = answer.persona_defaults;
+    showPersona();
+    personaStatus(t("persona.saved"), { tone: "success", clearAfter: 4000 });
+  } catch (error) {
+    personaStatus(errorMessage(error), { tone: "error" });
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// The page renders the save button disabled: saving is possible once the saved persona is shown
+// (else the empty form would clear it).
+async function loadPersona() {
+  const button = persona.form.querySelector("button[type=submit]");
+  const answer = await api("/api/settings");
+  persona.saved = answer.persona;
+  persona.defaults = answer.persona_defaults;
+  showPersona();
+  button.disabled = false;
+}
+
+loadPersona().catch((error) => personaStatus(errorMessage(error), { tone: "error" }));
 
 // --- Memory ----------------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40 (2026-03-16): the constructor's signatu
 `frontend.spk2info` (loaded from `{model_dir}/spk2info.pt` when present), `model.token_hop_len`,
 `add_zero_shot_spk`, `save_spkinfo` and `inference_zero_shot` yielding `{'tts_speech': [1, N] float}`.
 `CosyVoice2TensorPromptStandIn` is the form before upstream commit 622a3a1 (2025-12-08), where the prompt
-is a 16 kHz float tensor `prompt_speech_16k` [1, T] instead of a path.
+is a 16 kHz float tensor `prompt_speech_16k` [1, T] instead of a path. `CosyVoice3StandIn` is
+`cosyvoice.cli.cosyvoice.CosyVoice3` at the same commit (a subclass of CosyVoice2 there too): its
+constructor has no `load_jit`, it reads `cosyvoice3.yaml`, and its LLM refuses a request whose prompt text
+and text hold no `<|endofprompt|>` (upstream asserts it in `CosyVoice3LM.inference`).
 
 What it imitates of the model's behaviour, and nothing more:
 - streaming: speech comes in hops of `model.token_hop_len` tokens (25 tokens a second, 960 samples a token
@@ -20,6 +23,11 @@ What it imitates of the model's behaviour, and nothing more:
   `model.llm.inference` (TOKENS_PER_CHAR a character, or `speech_tokens`) and sets `llm_end_dict[id]`;
   the stream waits for the tokens it needs. As upstream, only a generator that runs to its end pops the
   entries: closed early, the thread runs on to the end of the sentence and the entries stay.
+- the frontend, as upstream's `CosyVoiceFrontEnd`: `add_zero_shot_spk` and `inference_zero_shot` get the
+  model input from `frontend.frontend_zero_shot` (which records the prompt texts it is given, in
+  `frontend.zero_shot_prompt_texts`); `text_normalize` leaves a text with `<|` and `|>` in it as it is
+  (the text frontend is skipped, as upstream does for CosyVoice3's prefix); `add_zero_shot_spk` does not
+  normalise its prompt text at all.
 Tensors are numpy float32 arrays (torch is not installed here); `tensor_type = FakeTensor` yields objects
 with torch's `.detach().cpu().numpy()` instead. spk2info.pt is written with pickle, not torch.save.
 
@@ -46,6 +54,10 @@ PRE_LOOKAHEAD_LEN = 3  # flow.pre_lookahead_len
 TOKENS_PER_CHAR = 4  # how much speech the stand-in makes for a text
 MAX_PROMPT_SECONDS = 30  # upstream asserts this when extracting prompt speech tokens
 MIN_PROMPT_RATE = 16000  # upstream load_wav refuses lower rates
+ENDOFPROMPT = "<|endofprompt|>"  # token 151646, which upstream's CosyVoice3LM asserts in its input
+# CosyVoice3Model.silent_tokens: after 5 in a row, llm_job drops further silent tokens (CosyVoice2: none)
+COSYVOICE3_SILENT_TOKENS = (1, 2, 28, 29, 55, 248, 494, 2241, 2242, 2322, 2323)
+MAX_SILENT_TOKENS = 5
 
 
 @dataclass
@@ -103,22 +115,36 @@ class StandInLLM:
     def tokens_for(self, text) -> int:
         return self.speech_tokens if self.speech_tokens is not None else max(1, TOKENS_PER_CHAR * len(text))
 
-    def inference(self, text, uuid=""):
+    def inference(self, text, prompt_text="", uuid=""):
         for i in range(self.tokens_for(text)):
             time.sleep(0)  # let other threads run, as a GPU-bound LLM thread does
             yield i % 6561
 
 
+class StandInLLM3(StandInLLM):
+    """CosyVoice3LM: as Qwen2LM, but it asserts `<|endofprompt|>` in the prompt text + text first."""
+
+    def inference(self, text, prompt_text="", uuid=""):
+        assert ENDOFPROMPT in f"{prompt_text}{text}", (
+            "<|endofprompt|> not detected in CosyVoice3 text or prompt_text, check your input!"
+        )
+        yield from super().inference(text, prompt_text, uuid)
+
+
 class StandInModel:
     """CosyVoice2Model (cosyvoice/cli/model.py): streaming parameters, per-request state, the LLM job."""
 
-    def __init__(self, calls, speech_tokens=None, grows_hop_len=True):
+    llm_class = StandInLLM
+
+    def __init__(self, calls, speech_tokens=None, grows_hop_len=True, silent_tokens=()):
         self.token_hop_len = 25
+        self.silent_tokens = list(silent_tokens)
         if grows_hop_len:  # the current generation (since upstream f26cde5)
             self.token_max_hop_len = 4 * self.token_hop_len
             self.stream_scale_factor = 2
         self.lock = threading.Lock()
-        self.llm = StandInLLM(speech_tokens)
+        self.llm = self.llm_class(speech_tokens)
+        self.llm_errors = {}  # request id -> what killed its LLM thread (the stand-in's own record)
         # dicts keyed by request id, as upstream's
         self.tts_speech_token_dict = {}
         self.llm_end_dict = {}
@@ -127,14 +153,28 @@ class StandInModel:
         self._calls = calls
 
     def llm_job(self, text, prompt_text, llm_prompt_speech_token, llm_embedding, uuid):
+        silent = 0
         try:
-            for token in self.llm.inference(text=text, uuid=uuid):
+            for token in self.llm.inference(text=text, prompt_text=prompt_text, uuid=uuid):
+                if token in self.silent_tokens:
+                    silent += 1
+                    if silent > MAX_SILENT_TOKENS:
+                        continue
+                else:
+                    silent = 0
                 self.tts_speech_token_dict[uuid].append(token)
                 with self.tokens_changed:
                     self.tokens_changed.notify_all()
             self.llm_end_dict[uuid] = True
             with self.tokens_changed:
                 self.tokens_changed.notify_all()
+        except Exception as exc:
+            # Upstream's thread dies the same way, and its stream then polls for tokens forever; the stand-in
+            # records it so that its stream raises instead of hanging the test.
+            self.llm_errors[uuid] = exc
+            with self.tokens_changed:
+                self.tokens_changed.notify_all()
+            raise
         finally:
             self._calls.leave(uuid)  # counting only: upstream has no such finally, and none is needed here
 
@@ -142,13 +182,34 @@ class StandInModel:
         """Until `needed` tokens exist for the request or its LLM has ended."""
         with self.tokens_changed:
             self.tokens_changed.wait_for(
-                lambda: len(self.tts_speech_token_dict[request_id]) >= needed or self.llm_end_dict[request_id],
+                lambda: len(self.tts_speech_token_dict[request_id]) >= needed
+                or self.llm_end_dict[request_id]
+                or request_id in self.llm_errors,
                 timeout=60,
+            )
+        error = self.llm_errors.get(request_id)
+        if error is not None:
+            raise RuntimeError(
+                f"the LLM thread of request {request_id} died ({type(error).__name__}: {error}); "
+                "upstream's stream would wait for its tokens forever"
             )
 
 
+class StandInModel3(StandInModel):
+    """CosyVoice3Model (a CosyVoice2Model subclass upstream): the same streaming, hop growth, state and LLM
+    job, CosyVoice3LM's prompt check, the silent-token filter, and a vocoder cache of `mel` and
+    `speech_offset`."""
+
+    llm_class = StandInLLM3
+
+    def __init__(self, calls, speech_tokens=None, grows_hop_len=True, silent_tokens=COSYVOICE3_SILENT_TOKENS):
+        super().__init__(calls, speech_tokens=speech_tokens, grows_hop_len=grows_hop_len, silent_tokens=silent_tokens)
+
+
 class StandInFrontEnd:
-    def __init__(self, spk2info_path):
+    def __init__(self, spk2info_path, prompt_info=None):
+        self._prompt_info = prompt_info  # what the stand-in "extracts" from a prompt (its class's form)
+        self.zero_shot_prompt_texts = []  # the prompt texts frontend_zero_shot was given, in order
         if os.path.exists(spk2info_path):
             with open(spk2info_path, "rb") as f:
                 self.spk2info = pickle.load(f)  # noqa: S301 - a file this stand-in wrote itself
@@ -159,8 +220,20 @@ class StandInFrontEnd:
     def text_normalize(self, text, split=True, text_frontend=True):
         """Upstream spells out numbers, applies wetext and splits long text; the stand-in folds spaces."""
         self.normalized.append(text)
-        text = " ".join(text.split()) if text_frontend else text
+        if "<|" in text and "|>" in text:  # upstream skips its text frontend for such text
+            text_frontend = False
+        text = " ".join(text.split()) if text_frontend and text else text
         return [text] if split else text
+
+    def frontend_zero_shot(self, tts_text, prompt_text, prompt_wav, resample_rate, zero_shot_spk_id):
+        """The model input of a zero-shot request: the prompt's (or the registered speaker's) plus the text."""
+        if zero_shot_spk_id == "":
+            self.zero_shot_prompt_texts.append(prompt_text)
+            model_input = self._prompt_info(prompt_text, prompt_wav)
+        else:
+            model_input = {**self.spk2info[zero_shot_spk_id]}  # KeyError for an unknown id, as upstream
+        model_input["text"] = tts_text
+        return model_input
 
 
 def _as_array(value):
@@ -181,6 +254,8 @@ class CosyVoice2StandIn:
     fail_inference = False  # raise after the first streamed chunk, as a CUDA error in the flow would
     speech_tokens = None  # tokens the LLM makes per call; None: TOKENS_PER_CHAR a character
     grows_hop_len = True  # the token_hop_len bug of the current generation
+    yaml_name = "cosyvoice2.yaml"
+    model_class = StandInModel
 
     @classmethod
     def fresh(cls, **attrs):
@@ -204,12 +279,12 @@ class CosyVoice2StandIn:
         if not os.path.exists(model_dir):
             # Upstream would call modelscope's snapshot_download here: no hubs in tests.
             raise ValueError(f"{model_dir} does not exist and the stand-in downloads nothing")
-        hyper_yaml_path = f"{model_dir}/cosyvoice2.yaml"
+        hyper_yaml_path = f"{model_dir}/{self.yaml_name}"
         if not os.path.exists(hyper_yaml_path):
             raise ValueError(f"{hyper_yaml_path} not found!")
-        self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt")
+        self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt", prompt_info=self._prompt_info)
         self.sample_rate = SAMPLE_RATE
-        self.model = StandInModel(self.calls, speech_tokens=self.speech_tokens, grows_hop_len=self.grows_hop_len)
+        self.model = self.model_class(self.calls, speech_tokens=self.speech_tokens, grows_hop_len=self.grows_hop_len)
 
     # --- the prompt -------------------------------------------------------------------------------
     def _prompt_info(self, prompt_text, prompt):
@@ -238,7 +313,9 @@ class CosyVoice2StandIn:
         self.calls.add_zero_shot_spk.append(
             {"prompt_text": prompt_text, "prompt": prompt_wav, "zero_shot_spk_id": zero_shot_spk_id}
         )
-        self.frontend.spk2info[zero_shot_spk_id] = self._prompt_info(prompt_text, prompt_wav)
+        model_input = self.frontend.frontend_zero_shot("", prompt_text, prompt_wav, self.sample_rate, "")
+        del model_input["text"]
+        self.frontend.spk2info[zero_shot_spk_id] = model_input
         return True
 
     def save_spkinfo(self):
@@ -249,10 +326,8 @@ class CosyVoice2StandIn:
     def inference_zero_shot(
         self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id="", stream=False, speed=1.0, text_frontend=True
     ):
-        if zero_shot_spk_id == "":
-            info = self._prompt_info(prompt_text, prompt_wav)
-        else:
-            info = self.frontend.spk2info[zero_shot_spk_id]  # KeyError for an unknown id, as upstream
+        normalised_prompt = self.frontend.text_normalize(prompt_text, split=False, text_frontend=text_frontend)
+        info = self.frontend.frontend_zero_shot(tts_text, normalised_prompt, prompt_wav, SAMPLE_RATE, zero_shot_spk_id)
         record = {
             "tts_text": tts_text,
             "prompt_text": prompt_text,
@@ -295,11 +370,7 @@ class CosyVoice2StandIn:
                     model.wait_for_tokens(request_id, offset + hop + PRE_LOOKAHEAD_LEN)
                     if len(tokens) - offset >= hop + PRE_LOOKAHEAD_LEN:
                         chunk = self._chunk(record, position, hop)
-                        model.hift_cache_dict[request_id] = {
-                            "mel": chunk["tts_speech"],
-                            "source": chunk["tts_speech"],
-                            "speech": chunk["tts_speech"],
-                        }
+                        model.hift_cache_dict[request_id] = self._vocoder_cache(chunk["tts_speech"], position, hop)
                         yield chunk
                         if self.fail_inference:
                             raise RuntimeError("CUDA error: out of memory (stand-in)")
@@ -331,6 +402,10 @@ class CosyVoice2StandIn:
             if not finished:
                 with self.calls.lock:
                     self.calls.closed_early += 1
+
+    def _vocoder_cache(self, speech, position, hop):
+        """What CosyVoice2Model.token2wav keeps per request between hops."""
+        return {"mel": speech, "source": speech, "speech": speech}
 
     def _chunk(self, record, start, tokens):
         n = tokens * SAMPLES_PER_TOKEN
@@ -375,6 +450,23 @@ class CosyVoice2NoVllmStandIn(CosyVoice2StandIn):
 
     def __init__(self, model_dir, load_jit=False, load_trt=False, fp16=False, trt_concurrent=1):
         self._setup(model_dir, load_jit=load_jit, load_trt=load_trt, fp16=fp16, trt_concurrent=trt_concurrent)
+
+
+class CosyVoice3StandIn(CosyVoice2StandIn):
+    """`cosyvoice.cli.cosyvoice.CosyVoice3` (upstream ace7c47; the class since bfa835a, 2025-12-08): a
+    CosyVoice2 subclass whose constructor has no `load_jit` and reads `cosyvoice3.yaml`, over a
+    CosyVoice3Model (StandInModel3). `add_zero_shot_spk`, `save_spkinfo` and `inference_zero_shot` are
+    CosyVoice2's (upstream does not override them), with `prompt_wav` paths."""
+
+    yaml_name = "cosyvoice3.yaml"
+    model_class = StandInModel3
+
+    def __init__(self, model_dir, load_trt=False, load_vllm=False, fp16=False, trt_concurrent=1):
+        self._setup(model_dir, load_trt=load_trt, load_vllm=load_vllm, fp16=fp16, trt_concurrent=trt_concurrent)
+
+    def _vocoder_cache(self, speech, position, hop):
+        """CosyVoice3Model.token2wav keeps the mel so far and how much speech it has yielded."""
+        return {"mel": speech, "speech_offset": position + hop * SAMPLES_PER_TOKEN}
 
 
 # The adapter stops an LLM thread by raising SystemExit in it (voice/tts/cosyvoice2/stopping.py), which

@@ -103,13 +103,13 @@ def test_voice_status_text(settings):
     for name in ("cosyvoice2", "piper", "espeak-ng"):
         assert f"  {name}" in out
     assert "ASR engine: vosk" in out and "Vosk model:" in out and "Piper voice:" in out
-    assert "GPU:" in out and "TensorRT:" in out and "Workers:" in out
+    assert "GPU:" in out and "TensorRT:" in out and "Workers:" in out and "MCP servers:" in out
 
 
 def test_voice_status_json_with_load(settings):
     settings.VOICE_TTS_ENGINES = ["no-such-engine", "piper"]
     report = json.loads(run("voice_status", "--json", "--load", "--timeout", "0.5"))
-    assert set(report) == {"services", "llm", "engines", "models", "gpu", "tensorrt", "workers", "ready"}
+    assert set(report) == {"services", "llm", "engines", "models", "gpu", "tensorrt", "workers", "mcp", "ready"}
     chain = {e["name"]: e for e in report["engines"]["tts_chain"]}
     assert chain["piper"]["loaded"] is True and chain["piper"]["sample_rate"] == 22050
     assert chain["no-such-engine"]["loaded"] is False and chain["no-such-engine"]["code"] == "tts_engine_unknown"
@@ -118,6 +118,46 @@ def test_voice_status_json_with_load(settings):
     assert report["models"]["piper"]["present"] is True
     assert report["models"]["cosyvoice2"]["missing"]  # no CosyVoice2 weights on this machine
     assert isinstance(report["gpu"]["cuda"], bool)
+
+
+@pytest.mark.django_db
+def test_voice_status_lists_the_mcp_servers():
+    from tools.models import McpServer
+    from tools.tests.mcp_server import HttpServer
+
+    assert "MCP servers: none configured" in run("voice_status", "--timeout", "0.5")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    server = HttpServer(token="status-token")
+    try:
+        McpServer.objects.create(
+            name="remote",
+            transport="http",
+            url=server.url,
+            headers={"Authorization": "Bearer status-token"},
+            allowed_tools=["add", "nosuch"],
+            available_to_regular_users=True,
+        )
+        McpServer.objects.create(name="refused", transport="http", url=refused, allowed_tools=["add"])
+        McpServer.objects.create(name="off", transport="stdio", command="/usr/bin/false", enabled=False)
+        out = run("voice_status", "--timeout", "10")
+        report = json.loads(run("voice_status", "--json", "--timeout", "10"))["mcp"]
+    finally:
+        server.stop()
+    assert "MCP server off (stdio /usr/bin/false, disabled, staff only): allowed none; not asked" in out
+    assert (
+        f"MCP server remote (http {server.url}, enabled, everyone): allowed add, nosuch; offers add; "
+        "allowed but not listed: nosuch"
+    ) in out
+    assert f"MCP server refused (http {refused}, enabled, staff only): allowed add; DOWN (" in out
+    servers = {s["name"]: s for s in report["servers"]}
+    assert list(servers) == ["off", "refused", "remote"]
+    assert servers["remote"]["listed"] == ["add", "echo", "environment", "secret", "block"]
+    assert (servers["remote"]["offered"], servers["remote"]["error"]) == (["add"], None)
+    assert servers["refused"]["listed"] is None and servers["refused"]["error"]
+    assert (servers["off"]["listed"], servers["off"]["error"], servers["off"]["for"]) == (None, None, "staff")
+    assert "status-token" not in out  # headers are not shown
 
 
 @pytest.mark.services_only

@@ -43,6 +43,8 @@
 //   {type: "turnSaved", turnId, messageId}
 //   {type: "turnNote", turnId, note, tone}               a note under the bubble (tone undefined: warning)
 //   {type: "turnEnd", turnId, remove}     the bubble stops streaming; remove: it is taken away (no text)
+//   {type: "toolResult", event}           a tool call of the turn ended (the reminders panel may change)
+//   {type: "reminder", event}             a reminder fired: a notice (its speech comes as a turn's audio)
 
 import { errorMessage, t } from "../i18n.js";
 
@@ -289,6 +291,12 @@ function onEvent(s, fx, facts, event) {
       break;
     case "error":
       showError(s, fx, event);
+      break;
+    case "tool_result":
+      fx.push({ type: "toolResult", event });
+      break;
+    case "reminder":
+      fx.push({ type: "reminder", event });
       break;
     default:
       break; // audio_done, pong, and whatever newer servers send

@@ -176,6 +176,12 @@ export function initVoice(chat) {
       case "turnNote":
         chat.markNote(bubble.node, effect.note, effect.tone);
         break;
+      case "toolResult":
+        chat.toolResult?.(effect.event);
+        break;
+      case "reminder":
+        chat.reminder?.(effect.event);
+        break;
       case "turnEnd":
         bubble.node.classList.remove("is-streaming");
         bubble.node.removeAttribute("aria-busy");

@@ -161,13 +161,16 @@ def _workers(timeout: float) -> dict:
 class Command(BaseCommand):
     help = (
         "Report the voice stack: configured engines (and, with --load, which load here), model files, GPU and "
-        "TensorRT availability, and the Celery workers with the queues and engines they serve."
+        "TensorRT availability, the Celery workers with the queues and engines they serve, and the MCP servers "
+        "with their tools."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--load", action="store_true", help="Try loading every configured engine here.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
-        parser.add_argument("--timeout", type=float, default=2.0, help="Seconds to wait for workers (default 2).")
+        parser.add_argument(
+            "--timeout", type=float, default=2.0, help="Seconds to wait for workers and MCP servers (default 2)."
+        )
         parser.add_argument(
             "--ready",
             action="store_true",
@@ -183,6 +186,7 @@ class Command(BaseCommand):
             "gpu": _gpu(),
             "tensorrt": _tensorrt(),
             "workers": _workers(timeout),
+            "mcp": _mcp(timeout),
         }
         report["ready"] = _ready(report)
         if json:
@@ -277,7 +281,39 @@ class Command(BaseCommand):
                     out(f"Queue {queue}: NO WORKER")
             if workers["unserved_queues"]:
                 out("No worker serves: " + ", ".join(workers["unserved_queues"]))
+        self._print_mcp(report["mcp"])
         out("Ready: yes" if report["ready"] else "Ready: NO")
+
+    def _print_mcp(self, mcp):
+        out = self.stdout.write
+        if mcp.get("error"):
+            out(f"MCP servers: {mcp['error']}")
+        elif not mcp["servers"]:
+            out("MCP servers: none configured")
+        for server in mcp["servers"]:
+            state = "enabled" if server["enabled"] else "disabled"
+            whom = "everyone" if server["for"] == "everyone" else "staff only"
+            allowed = ", ".join(server["allowed_tools"]) or "none"
+            if not server["enabled"]:
+                tools = "not asked"
+            elif server["listed"] is None:
+                tools = f"DOWN ({server['error']})"
+            else:
+                tools = "offers " + (", ".join(server["offered"]) or "none")
+                missing = [t for t in server["allowed_tools"] if t not in server["offered"]]
+                if missing:
+                    tools += "; allowed but not listed: " + ", ".join(missing)
+            out(
+                f"MCP server {server['name']} ({server['transport']} {server['target']}, {state}, {whom}): "
+                f"allowed {allowed}; {tools}"
+            )
+
+
+def _mcp(timeout: float) -> dict:
+    """The MCP servers configured in the admin, each enabled one asked for its tools now."""
+    from tools.mcp import servers_report
+
+    return servers_report(timeout=timeout)
 
 
 def _services() -> dict:

@@ -1,7 +1,9 @@
-"""CosyVoice2 (FunAudioLLM/CosyVoice): zero-shot voice cloning on a GPU, streamed chunk by chunk.
+"""CosyVoice2 and CosyVoice3 (FunAudioLLM/CosyVoice): zero-shot voice cloning on a GPU, streamed chunk by chunk.
 
 The engine over the upstream class (upstream.py: which code, which API generation), the model directory
-(model_dir.py) and the registered speaker prompts (speaker_cache.py). voice/tests/cosyvoice_real runs it
+(model_dir.py: CosyVoice2 or CosyVoice3, told by its yaml as upstream's AutoModel tells it; the class of
+that name is constructed, CosyVoice3 without load_jit and with its prompt prefix) and the registered
+speaker prompts (speaker_cache.py). voice/tests/cosyvoice_real runs it
 against the real upstream classes (the older API) on a CPU.
 
 - Without the official code, or without the weights, construction raises TTSError and the registry falls
@@ -26,12 +28,13 @@ from pathlib import Path
 
 from ... import text as voice_text
 from ..base import TTSEngine, TTSError, VoiceRef
-from .model_dir import accelerated_files, check_model_dir
+from .model_dir import COSYVOICE3, accelerated_files, check_model_dir, inspect_model_dir
 from .speaker_cache import SpeakerCache, spkinfo_file_lock
 from .stopping import STOP_TIMEOUT, UpstreamStop, request_ids, stop_requests
 from .upstream import (
     UPSTREAM_COMMIT,
     check_api,
+    import_cosyvoice,
     import_cosyvoice2,
     prompt_form,
     register_vllm_model,
@@ -80,17 +83,21 @@ class CosyVoice2Engine(TTSEngine):
     ):
         if cosyvoice_cls is None and importlib.util.find_spec("cosyvoice") is None:
             import_cosyvoice2()  # cheap check first: raises with the full explanation
-        check_model_dir(model_dir)  # before the slow import of torch
+        # Before the slow import of torch. The folder's yaml says which generation it is (as AutoModel).
+        _path, self.model_kind = inspect_model_dir(model_dir)
         if cosyvoice_cls is None:
-            cosyvoice_cls = import_cosyvoice2()
+            cosyvoice_cls = import_cosyvoice(self.model_kind.name)
         else:
             check_api(cosyvoice_cls)
         self._cls = cosyvoice_cls
+        self.languages = self.model_kind.languages
         self.cuda = bool((cuda_available or torch_cuda_available)())
         self.requested = {"load_jit": load_jit, "load_trt": load_trt, "fp16": fp16, "load_vllm": load_vllm}
         use_vllm = bool(load_vllm and self.cuda)
         if use_vllm and not vllm_available():
-            logger.warning("COSYVOICE_LOAD_VLLM is set but vllm is not installed: CosyVoice2 runs without it.")
+            logger.warning(
+                "COSYVOICE_LOAD_VLLM is set but vllm is not installed: %s runs without it.", self.model_kind.name
+            )
             use_vllm = False
         self.options = self._constructor_options(
             load_jit=bool(load_jit and self.cuda),
@@ -100,9 +107,18 @@ class CosyVoice2Engine(TTSEngine):
             trt_concurrent=max(1, int(trt_concurrent)),
         )
         self.model_dir = check_model_dir(model_dir, accelerated_files(self.options))
+        if self.model_kind is COSYVOICE3 and self.options.get("load_trt") and self.options.get("fp16"):
+            # upstream's own warning, said here before the (long) plan build too
+            logger.warning(
+                "CosyVoice3 with TensorRT in fp16: upstream warns that its DiT fp16 engine has performance "
+                "issues; COSYVOICE_FP16=false builds and uses the fp32 plan (docs/cosyvoice2.md#cosyvoice3)."
+            )
         self.warmup = bool(warmup)
         self._speakers = SpeakerCache(
-            self.model_dir, default_prompt_wav=default_prompt_wav, default_prompt_text=default_prompt_text
+            self.model_dir,
+            default_prompt_wav=default_prompt_wav,
+            default_prompt_text=default_prompt_text,
+            model_kind=self.model_kind,
         )
         self._model = None
         self._hop_len_after_load = None
@@ -134,15 +150,20 @@ class CosyVoice2Engine(TTSEngine):
         try:
             parameters = inspect.signature(self._cls).parameters
         except (TypeError, ValueError):
-            return {k: wanted[k] for k in ("load_jit", "load_trt", "fp16")}
+            return {k: wanted[k] for k in ("load_jit", "load_trt", "fp16") if k != "load_jit" or self.model_kind.jit}
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         options = {k: v for k, v in wanted.items() if takes_any or k in parameters}
-        dropped = [k for k, v in wanted.items() if k not in options and v not in (False, 1)]
+        if not self.model_kind.jit:  # CosyVoice3 has no TorchScript parts: load_jit is never passed
+            options.pop("load_jit", None)
+            if self.requested["load_jit"]:
+                logger.info("COSYVOICE_LOAD_JIT is ignored: %s has no load_jit.", self.model_kind.name)
+        ignored = set() if self.model_kind.jit else {"load_jit"}  # said above
+        dropped = [k for k, v in wanted.items() if k not in options and v not in (False, 1) and k not in ignored]
         if dropped:
-            logger.warning("The installed CosyVoice2 does not accept %s; ignored.", ", ".join(dropped))
+            logger.warning("The installed %s does not accept %s; ignored.", self.model_kind.name, ", ".join(dropped))
         turned_off = [k for k, v in self.requested.items() if v and not self.cuda]
         if turned_off:
-            logger.info("No CUDA device: CosyVoice2 runs without %s.", ", ".join(turned_off))
+            logger.info("No CUDA device: %s runs without %s.", self.model_kind.name, ", ".join(turned_off))
         return options
 
     @property
@@ -168,7 +189,7 @@ class CosyVoice2Engine(TTSEngine):
             return self._model
 
     def _load(self):
-        logger.info("Loading CosyVoice2 from %s with %s", self.model_dir, self.options)
+        logger.info("Loading %s from %s with %s", self.model_kind.name, self.model_dir, self.options)
         try:
             if self.options.get("load_vllm") and getattr(self._cls, "__module__", "").startswith("cosyvoice."):
                 register_vllm_model()
@@ -178,14 +199,15 @@ class CosyVoice2Engine(TTSEngine):
             raise
         except Exception as exc:
             raise TTSError(
-                f"CosyVoice2 could not load the model in {self.model_dir}: {type(exc).__name__}: {exc}",
+                f"{self.model_kind.name} could not load the model in {self.model_dir}: {type(exc).__name__}: {exc}",
                 code="tts_load_failed",
             ) from exc
         self.sample_rate = int(getattr(model, "sample_rate", MODEL_SAMPLE_RATE))
         self._hop_len_after_load = getattr(getattr(model, "model", None), "token_hop_len", None)
         self._speakers.prompt_form = prompt_form(model)
         logger.info(
-            "CosyVoice2 loaded: %d Hz, token_hop_len %s, prompts as %s",
+            "%s loaded: %d Hz, token_hop_len %s, prompts as %s",
+            self.model_kind.name,
             self.sample_rate,
             self._hop_len_after_load,
             self._prompt_form,
@@ -234,7 +256,9 @@ class CosyVoice2Engine(TTSEngine):
         except TTSError:
             raise
         except Exception as exc:
-            raise TTSError(f"CosyVoice2 synthesis failed: {type(exc).__name__}: {exc}", code="tts_failed") from exc
+            raise TTSError(
+                f"{self.model_kind.name} synthesis failed: {type(exc).__name__}: {exc}", code="tts_failed"
+            ) from exc
         finally:
             close = getattr(outputs, "close", None)
             if callable(close):
@@ -281,6 +305,8 @@ class CosyVoice2Engine(TTSEngine):
         info = super().describe()
         info.update(
             {
+                "model": self.model_kind.name,
+                "model_id": self.model_kind.model_id,
                 "loaded": self.loaded,
                 "cuda": self.cuda,
                 "options": dict(self.options),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ...audio import AudioError
 from ..base import TTSError, VoiceRef
+from .model_dir import COSYVOICE2, ModelKind, with_prompt_prefix
 from .upstream import PROMPT_PATH, as_model_tensor, read_prompt_16k
 
 try:
@@ -55,8 +56,16 @@ class SpeakerCache:
     """The zero_shot_spk_ids of one engine's model. Not thread-safe: the engine calls it with its
     inference lock held."""
 
-    def __init__(self, model_dir: Path, *, default_prompt_wav: str = "", default_prompt_text: str = ""):
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        default_prompt_wav: str = "",
+        default_prompt_text: str = "",
+        model_kind: ModelKind = COSYVOICE2,
+    ):
         self.model_dir = model_dir
+        self.model_kind = model_kind  # CosyVoice3 prompts carry its prefix
         self.default_prompt_wav = str(default_prompt_wav or "")
         self.default_prompt_text = str(default_prompt_text or "").strip()
         self.prompt_form = PROMPT_PATH  # the engine sets the installed code's form once the model is loaded
@@ -109,6 +118,12 @@ class SpeakerCache:
             stale_prefix=DEFAULT_SPEAKER_PREFIX,
         )
 
+    def prompt_text(self, model, transcript: str) -> str:
+        """The prompt text registered for a transcript: CosyVoice3's prefix first (with_prompt_prefix), then
+        upstream's normalisation of a prompt given per call, which add_zero_shot_spk does not apply itself
+        (and which upstream's text_normalize skips for a text with `<|...|>` in it, CosyVoice3's prefix)."""
+        return self._normalise_prompt_text(model, with_prompt_prefix(self.model_kind, transcript))
+
     @staticmethod
     def _normalise_prompt_text(model, text: str) -> str:
         """The transcript as upstream normalises a prompt given per call (add_zero_shot_spk does not)."""
@@ -140,7 +155,7 @@ class SpeakerCache:
             ) from exc
         logger.info("CosyVoice2: registering %s as %s", who, spk_id)
         try:
-            model.add_zero_shot_spk(self._normalise_prompt_text(model, prompt_text or ""), prompt, spk_id)
+            model.add_zero_shot_spk(self.prompt_text(model, prompt_text or ""), prompt, spk_id)
         except (AssertionError, ValueError, OSError) as exc:
             raise TTSError(
                 f"CosyVoice2 cannot use the reference recording of {who}: {exc or type(exc).__name__}",

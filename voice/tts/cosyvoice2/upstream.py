@@ -28,6 +28,7 @@ logger = logging.getLogger(__package__)
 
 UPSTREAM_REPOSITORY = "FunAudioLLM/CosyVoice"
 UPSTREAM_COMMIT = "ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40"
+COSYVOICE3_SINCE = "bfa835a (2025-12-08)"  # the commit that added the CosyVoice3 class
 REQUIRED_METHODS = ("add_zero_shot_spk", "save_spkinfo", "inference_zero_shot")
 PROMPT_16K_RATE = 16000  # the older API's prompt_speech_16k
 MAX_PROMPT_SECONDS = 30.0  # upstream refuses longer prompts
@@ -90,17 +91,23 @@ def _missing(message: str) -> TTSError:
 
 
 def check_api(cls) -> None:
-    """Raise tts_engine_missing unless `cls` has the CosyVoice2 methods the adapter calls."""
+    """Raise tts_engine_missing unless `cls` has the CosyVoice2/3 methods the adapter calls."""
     absent = [name for name in REQUIRED_METHODS if not callable(getattr(cls, name, None))]
     if absent:
         raise _missing(
-            f"The installed CosyVoice2 class lacks {', '.join(absent)}: it is not the official "
+            f"The installed {getattr(cls, '__name__', 'CosyVoice')} class lacks {', '.join(absent)}: it is not the official "
             f"{UPSTREAM_REPOSITORY} code, or it predates add_zero_shot_spk (April 2025){_installed_from()}."
         )
 
 
 def import_cosyvoice2():
     """`cosyvoice.cli.cosyvoice.CosyVoice2` of the official code, or TTSError(tts_engine_missing)."""
+    return import_cosyvoice("CosyVoice2")
+
+
+def import_cosyvoice(class_name: str = "CosyVoice2"):
+    """`cosyvoice.cli.cosyvoice.<class_name>` (CosyVoice2 or CosyVoice3) of the official code, or
+    TTSError(tts_engine_missing) saying what is wrong."""
     try:
         spec = importlib.util.find_spec("cosyvoice")
     except (ImportError, ValueError):
@@ -127,9 +134,10 @@ def import_cosyvoice2():
         raise _missing(f"The CosyVoice code cannot be imported: the module {missing!r} is missing.") from exc
     except Exception as exc:
         raise _missing(f"The CosyVoice code cannot be imported: {type(exc).__name__}: {exc}") from exc
-    cls = getattr(module, "CosyVoice2", None)
+    cls = getattr(module, class_name, None)
     if cls is None:
-        raise _missing(f"cosyvoice.cli.cosyvoice has no CosyVoice2 class{_installed_from()}.")
+        since = f" (CosyVoice3 came with upstream {COSYVOICE3_SINCE})" if class_name == "CosyVoice3" else ""
+        raise _missing(f"cosyvoice.cli.cosyvoice has no {class_name} class{since}{_installed_from()}.")
     check_api(cls)
     if importlib.util.find_spec("matcha") is None:  # imported only while the model loads: check now
         raise _missing("The CosyVoice code needs Matcha-TTS: add <checkout>/third_party/Matcha-TTS to PYTHONPATH.")

@@ -19,3 +19,19 @@ def make_voice(tmp_path, wav_bytes):
         )
 
     return make
+
+
+@pytest.fixture
+def model_dir_v3(tmp_path):
+    """A directory with the file names Fun-CosyVoice3-0.5B-2512 has (empty placeholders); no TorchScript."""
+    from voice.tts.cosyvoice2.model_dir import COSYVOICE3
+
+    path = tmp_path / "Fun-CosyVoice3-0.5B"
+    path.mkdir()
+    for name in COSYVOICE3.files:
+        if name == "CosyVoice-BlankEN":
+            (path / name).mkdir()
+        else:
+            (path / name).write_bytes(b"")
+    (path / "flow.decoder.estimator.fp32.onnx").write_bytes(b"")
+    return path
