@@ -397,7 +397,10 @@ ESPEAK_VOICES = env.dict(
     "ESPEAK_VOICES", default={"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "yue": "yue"}
 )
 TTS_MAX_CHARS = env.int("TTS_MAX_CHARS", default=1000)
+# The model the cosyvoice2 engine runs: a CosyVoice2 or a CosyVoice3 folder (its yaml says which).
 COSYVOICE_MODEL_DIR = env.str("COSYVOICE_MODEL_DIR", default=str(MODELS_DIR / "CosyVoice2-0.5B"))
+# Where `download_models --cosyvoice3` puts Fun-CosyVoice3-0.5B-2512 (point COSYVOICE_MODEL_DIR here to run it).
+COSYVOICE3_MODEL_DIR = env.str("COSYVOICE3_MODEL_DIR", default=str(MODELS_DIR / "Fun-CosyVoice3-0.5B"))
 COSYVOICE_LOAD_TRT = env.bool("COSYVOICE_LOAD_TRT", default=True)
 COSYVOICE_LOAD_JIT = env.bool("COSYVOICE_LOAD_JIT", default=False)
 COSYVOICE_FP16 = env.bool("COSYVOICE_FP16", default=True)

@@ -12,8 +12,9 @@
    the two stacks taking turns round by round (in alternating order) so that both see the same
    machine load. Memory on, each request carries the recalled memories (the recall query and
    ranking, in the turn's own database call), and each saved reply starts the background job (the
-   worker, `default` queue: an LLM request for memory changes), whose request is waited for before
-   the next turn (in use it runs while the reply is spoken; `memory_on_jobs` counts them).
+   worker, `default` queue: an LLM request for memory changes), which in use runs while the reply
+   is spoken: the next turn comes after its LLM request and a pause of LISTEN_S, on both stacks
+   alike (`memory_on_jobs` counts the jobs).
 """
 
 import asyncio
@@ -41,6 +42,7 @@ SETTINGS = {  # name -> the environment of its stack
     "memory_off": {"MEMORY_ENABLED": "false", "MEMORY_SUMMARIES": "false"},
     "memory_on": {"MEMORY_ENABLED": "true", "MEMORY_SUMMARIES": "true"},
 }
+LISTEN_S = 1.0  # between turns: the reply is heard (seconds in use); the memory job runs then
 _RECALLED = re.compile(r"<memories>\n.*?\n(.*?)\n</memories>", re.S)
 
 
@@ -100,7 +102,7 @@ async def _turn(ws) -> dict:
     at the first audio frame (and saved so); ms after sending of `saved` (the user's message saved:
     `turn`), `first_delta` (the LLM's first text) and `first_audio`."""
     sent = time.perf_counter()
-    marks = {"saved": None, "first_delta": None, "first_audio": None}
+    marks: dict[str, float | None] = {"saved": None, "first_delta": None, "first_audio": None}
     await ws.send(json.dumps({"type": "text", "text": "Plan my evening"}))
     async for message in ws:
         now = (time.perf_counter() - sent) * 1000
@@ -122,9 +124,9 @@ async def _turn(ws) -> dict:
 
 
 async def _interleaved(stacks: dict, llms: dict, rounds: int) -> dict:
-    """`rounds` turns of each stack, the stacks taking turns (in alternating order). Memory on, the
-    next turn waits for the background job's LLM request of the last one: in use the job runs while
-    the reply is being spoken, before the user's next turn."""
+    """`rounds` turns of each stack, the stacks taking turns (in alternating order). After each turn,
+    as a user would listen to the reply before speaking again, the background job of the last one
+    (memory on) has asked the LLM and LISTEN_S has passed, so that it has finished too."""
     names = list(stacks)
     sockets = {name: await stacks[name].socket() for name in names}
     try:
@@ -138,6 +140,7 @@ async def _interleaved(stacks: dict, llms: dict, rounds: int) -> dict:
                     wait = llms[name].wait_for_structured
                     if not await asyncio.to_thread(wait, "memory_update", len(marks[name]), 30):
                         raise RuntimeError("the memory job of a turn did not ask the LLM within 30 s")
+                await asyncio.sleep(LISTEN_S)
         return marks
     finally:
         for ws in sockets.values():

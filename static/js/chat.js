@@ -552,6 +552,7 @@ const voice = initVoice({
   nearBottom,
   reminder: (event) => reminders?.fromVoice(event),
   scrollToBottom,
+  showTools,
   toolResult: (event) => reminders?.toolResult(event),
   upsertConversation,
 });

@@ -67,6 +67,7 @@ class Calls:
     save_spkinfo: int = 0
     inference: list = field(default_factory=list)  # dicts: arguments, hop lengths, yielded arrays
     closed_early: int = 0  # inference generators closed before their end
+    llm_errors: dict = field(default_factory=dict)  # request id -> what killed its LLM thread (not upstream's)
     active: int = 0  # requests inside the model: their generator or their LLM thread still running
     max_active: int = 0  # most requests inside the model at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -144,7 +145,6 @@ class StandInModel:
             self.stream_scale_factor = 2
         self.lock = threading.Lock()
         self.llm = self.llm_class(speech_tokens)
-        self.llm_errors = {}  # request id -> what killed its LLM thread (the stand-in's own record)
         # dicts keyed by request id, as upstream's
         self.tts_speech_token_dict = {}
         self.llm_end_dict = {}
@@ -171,7 +171,7 @@ class StandInModel:
         except Exception as exc:
             # Upstream's thread dies the same way, and its stream then polls for tokens forever; the stand-in
             # records it so that its stream raises instead of hanging the test.
-            self.llm_errors[uuid] = exc
+            self._calls.llm_errors[uuid] = exc  # kept out of the model: its dicts are upstream's only
             with self.tokens_changed:
                 self.tokens_changed.notify_all()
             raise
@@ -184,10 +184,10 @@ class StandInModel:
             self.tokens_changed.wait_for(
                 lambda: len(self.tts_speech_token_dict[request_id]) >= needed
                 or self.llm_end_dict[request_id]
-                or request_id in self.llm_errors,
+                or request_id in self._calls.llm_errors,
                 timeout=60,
             )
-        error = self.llm_errors.get(request_id)
+        error = self._calls.llm_errors.get(request_id)
         if error is not None:
             raise RuntimeError(
                 f"the LLM thread of request {request_id} died ({type(error).__name__}: {error}); "

@@ -33,7 +33,7 @@ export function initVoice(chat) {
 
   let state = initialState({ mode: prefs.inputMode });
   const media = { context: null, player: null, capture: null, pendingSentences: [] };
-  let bubble = null; // the latest reply's message: {node, textNode}
+  let bubble = null; // the latest reply's message: {node, textNode, turnId, tools}
   let flashTimer = 0;
   const orb = new Orb(ui.canvas);
 
@@ -160,7 +160,7 @@ export function initVoice(chat) {
         const node = chat.messageNode({ role: "assistant" });
         node.classList.add("is-streaming");
         node.setAttribute("aria-busy", "true");
-        bubble = { node, textNode: node.querySelector(".msg-text") };
+        bubble = { node, textNode: node.querySelector(".msg-text"), turnId: effect.turnId, tools: [] };
         chat.appendMessage(node);
         break;
       }
@@ -177,6 +177,10 @@ export function initVoice(chat) {
         chat.markNote(bubble.node, effect.note, effect.tone);
         break;
       case "toolResult":
+        if (bubble && effect.event.turn_id === bubble.turnId) {
+          bubble.tools.push(effect.event); // shown as in a typed turn: "🔧 name → short result"
+          chat.showTools?.(bubble.node, bubble.tools);
+        }
         chat.toolResult?.(effect.event);
         break;
       case "reminder":

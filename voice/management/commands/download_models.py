@@ -12,8 +12,10 @@ from django.core.management.base import BaseCommand, CommandError
 from voice.management import model_sources
 from voice.management.downloads import DownloadError, download, verify
 from voice.management.modelfiles import cosyvoice_files, vosk_missing
+from voice.tts.cosyvoice2.model_dir import COSYVOICE2, COSYVOICE3, ModelKind
 
-COSYVOICE_MODEL_ID = "iic/CosyVoice2-0.5B"
+COSYVOICE_MODEL_ID = COSYVOICE2.model_id  # iic/CosyVoice2-0.5B
+COSYVOICE3_MODEL_ID = COSYVOICE3.model_id  # FunAudioLLM/Fun-CosyVoice3-0.5B-2512
 
 
 class Command(BaseCommand):
@@ -21,7 +23,8 @@ class Command(BaseCommand):
         "Download model files into MODELS_DIR, resumable and verified: --vosk [LANG] the Vosk model of a "
         "language of VOSK_MODELS (zh by default), --piper VOICE a Piper voice, --defaults every model of "
         "VOSK_MODELS and PIPER_VOICES not on disk yet (--if-reachable: one line and success when offline, "
-        "as ./dev up runs it); --cosyvoice fetches CosyVoice2-0.5B from ModelScope into COSYVOICE_MODEL_DIR."
+        "as ./dev up runs it); --cosyvoice fetches CosyVoice2-0.5B from ModelScope into COSYVOICE_MODEL_DIR, "
+        "--cosyvoice3 Fun-CosyVoice3-0.5B-2512 into COSYVOICE3_MODEL_DIR."
     )
 
     def add_arguments(self, parser):
@@ -44,14 +47,20 @@ class Command(BaseCommand):
             help="With --defaults: when a host cannot be reached, say in one line what is missing and succeed.",
         )
         parser.add_argument("--cosyvoice", action="store_true", help="Download CosyVoice2-0.5B from ModelScope.")
+        parser.add_argument(
+            "--cosyvoice3",
+            action="store_true",
+            help="Download Fun-CosyVoice3-0.5B-2512 from ModelScope into COSYVOICE3_MODEL_DIR.",
+        )
         parser.add_argument("--dest", help="Where models go (default MODELS_DIR; Piper voices in its piper/).")
         parser.add_argument("--timeout", type=float, default=30.0, help="Network timeout in seconds (default 30).")
 
     def handle(self, *args, **options):
-        wanted = ("vosk", "vosk_zip", "piper", "defaults", "cosyvoice")
+        wanted = ("vosk", "vosk_zip", "piper", "defaults", "cosyvoice", "cosyvoice3")
         if not any(options[name] for name in wanted):
             raise CommandError(
-                "Say what to download: --vosk [LANG] (or --vosk-zip FILE), --piper VOICE, --defaults or --cosyvoice."
+                "Say what to download: --vosk [LANG] (or --vosk-zip FILE), --piper VOICE, --defaults, --cosyvoice "
+                "or --cosyvoice3."
             )
         timeout = options["timeout"]
         if options["defaults"]:
@@ -77,6 +86,8 @@ class Command(BaseCommand):
             self.install_piper(voice, dest, timeout=timeout)
         if options["cosyvoice"]:
             self.download_cosyvoice(Path(settings.COSYVOICE_MODEL_DIR))
+        if options["cosyvoice3"]:
+            self.download_cosyvoice(Path(settings.COSYVOICE3_MODEL_DIR), COSYVOICE3)
 
     def folder(self, path) -> Path:
         path = Path(path)
@@ -211,27 +222,32 @@ class Command(BaseCommand):
                 root.replace(target)
         return target
 
-    # -- CosyVoice2 ------------------------------------------------------------------------------
-    def download_cosyvoice(self, model_dir: Path) -> None:
+    # -- CosyVoice2 and CosyVoice3 --------------------------------------------------------------
+    def download_cosyvoice(self, model_dir: Path, kind: ModelKind = COSYVOICE2) -> None:
+        """The model's ModelScope snapshot into model_dir (resumable: modelscope skips whole files), checked
+        against the files the adapter needs for that model."""
         try:
             from modelscope import snapshot_download
         except ImportError:
             raise CommandError(
                 "modelscope is not installed (pip install modelscope); or download "
-                f"{COSYVOICE_MODEL_ID} elsewhere into {model_dir}."
+                f"{kind.model_id} elsewhere into {model_dir}."
             ) from None
-        self.stdout.write(f"Downloading {COSYVOICE_MODEL_ID} from ModelScope into {model_dir}")
+        self.stdout.write(f"Downloading {kind.model_id} from ModelScope into {model_dir}")
         try:
-            snapshot_download(COSYVOICE_MODEL_ID, local_dir=str(model_dir))
+            snapshot_download(kind.model_id, local_dir=str(model_dir))
         except Exception as exc:  # modelscope raises requests' and its own errors
             raise CommandError(
                 f"ModelScope cannot be reached or refused the download ({type(exc).__name__}: {exc}). "
                 "Run the command again to resume."
             ) from None
-        files = cosyvoice_files(model_dir)
+        files = cosyvoice_files(model_dir, kind)
         if files["missing"]:
             raise CommandError(f"The download is incomplete: {', '.join(files['missing'])} missing in {model_dir}.")
-        self.stdout.write(self.style.SUCCESS(f"CosyVoice2 model ready: {model_dir}"))
+        self.stdout.write(self.style.SUCCESS(f"{kind.name} model ready: {model_dir}"))
+        configured = Path(settings.COSYVOICE_MODEL_DIR).expanduser().resolve()
+        if configured != model_dir.expanduser().resolve():
+            self.stdout.write(f"Set COSYVOICE_MODEL_DIR to {model_dir} to use it.")
 
 
 class _Failed(CommandError):

@@ -220,7 +220,8 @@ class Command(BaseCommand):
                 out(f"  {entry['name']}")
             elif entry["loaded"]:
                 voices = ", ".join(f"{lang} {voice}" for lang, voice in entry.get("voices", {}).items())
-                out(f"  {entry['name']}: loads ({voices or entry['default_voice']}, {entry['sample_rate']} Hz)")
+                model = f"{entry['model']}, " if entry.get("model") else ""  # cosyvoice2: CosyVoice2 or 3
+                out(f"  {entry['name']}: loads ({model}{voices or entry['default_voice']}, {entry['sample_rate']} Hz)")
             else:
                 out(f"  {entry['name']}: does not load: {entry['error']}")
         asr = engines["asr"]
@@ -245,11 +246,12 @@ class Command(BaseCommand):
         out(f"Piper voice: {piper['voice'] or 'none'} ({state}, {piper['source']})")
         cosy = models["cosyvoice2"]
         if not cosy["present"]:
-            out(f"CosyVoice2 model: {cosy['dir']} (absent: manage.py download_models --cosyvoice)")
+            out(f"CosyVoice2 model: {cosy['dir']} (absent: manage.py download_models --cosyvoice or --cosyvoice3)")
         else:
             missing = ", ".join(cosy["missing"]) or "nothing"
             plans = ", ".join(cosy["trt_plans"]) or "none yet (manage.py build_trt_engine)"
-            out(f"CosyVoice2 model: {cosy['dir']} (missing: {missing}); TensorRT plans: {plans}")
+            kind = cosy.get("model") or "neither cosyvoice2.yaml nor cosyvoice3.yaml"
+            out(f"CosyVoice2 model: {cosy['dir']} ({kind}; missing: {missing}); TensorRT plans: {plans}")
 
         gpu = report["gpu"]
         if gpu["cuda"]:

@@ -93,8 +93,8 @@ def inspect_model_dir(model_dir, extra: tuple[tuple[str, ...], ...] = ()) -> tup
     path = Path(model_dir).expanduser().resolve()
     if not path.is_dir():
         raise TTSError(
-            f"No CosyVoice model at {path}: download {COSYVOICE2.model_id} or {COSYVOICE3.model_id} there "
-            "(manage.py download_models --cosyvoice / --cosyvoice3; docs/cosyvoice2.md).",
+            f"No CosyVoice2 model at {path}: download {COSYVOICE2.model_id} there (or {COSYVOICE3.model_id} "
+            "for CosyVoice3; manage.py download_models --cosyvoice / --cosyvoice3; docs/cosyvoice2.md).",
             code="tts_model_missing",
         )
     kind = model_kind(path)

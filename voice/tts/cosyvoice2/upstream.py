@@ -94,8 +94,9 @@ def check_api(cls) -> None:
     """Raise tts_engine_missing unless `cls` has the CosyVoice2/3 methods the adapter calls."""
     absent = [name for name in REQUIRED_METHODS if not callable(getattr(cls, name, None))]
     if absent:
+        name = getattr(cls, "__name__", "CosyVoice")
         raise _missing(
-            f"The installed {getattr(cls, '__name__', 'CosyVoice')} class lacks {', '.join(absent)}: it is not the official "
+            f"The installed {name} class lacks {', '.join(absent)}: it is not the official "
             f"{UPSTREAM_REPOSITORY} code, or it predates add_zero_shot_spk (April 2025){_installed_from()}."
         )
 
