@@ -54,7 +54,12 @@ class ReminderListApi(APIView):
         query = ReminderListQuery(
             data={
                 "state": request.query_params.getlist("state"),
-                **({"fired_after": v} if (v := request.query_params.get("fired_after")) else {}),
+                # Present but empty is an invalid moment (400), not "no filter".
+                **(
+                    {"fired_after": request.query_params["fired_after"]}
+                    if "fired_after" in request.query_params
+                    else {}
+                ),
             }
         )
         query.is_valid(raise_exception=True)

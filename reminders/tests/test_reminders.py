@@ -196,3 +196,14 @@ async def test_a_reminder_that_fires_while_the_user_speaks_is_spoken_after_a_sil
     kinds = [e["type"] for e in events]
     assert kinds.index("final") < kinds.index("sentence") and frames
     assert next(e for e in events if e["type"] == "final")["text"] == ""
+
+
+def test_the_fired_after_filter_takes_a_moment(api, user):
+    fired = make_reminder(user, minutes=1)
+    reminders_fire_due(now=fired.due_at)
+    after = (fired.due_at - dt.timedelta(seconds=1)).isoformat()
+    assert [r["id"] for r in api.get("/api/reminders", {"fired_after": after}).json()["reminders"]] == [fired.pk]
+    assert api.get("/api/reminders", {"fired_after": fired.due_at.isoformat()}).json()["reminders"] == []
+    for bad in ("", "tomorrow", "2026-13-01T00:00:00Z"):
+        response = api.get("/api/reminders", {"fired_after": bad})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid", bad
