@@ -39,6 +39,18 @@ def _clear_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # Each test runs on an event loop of its own, and channels-redis keeps asyncio locks per layer
+    # instance: one left locked by a task of an ended test's loop (a receive cut off with it) would
+    # make every later receive fail with "bound to a different event loop". A layer per test.
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture(scope="session")
 def fake_llm_server():
     with FakeLLMServer(api_key="sk-test") as server:

@@ -34,5 +34,10 @@ patch_daphne_shutdown()
 limit_websocket_payload(settings.VOICE_WS_MAX_FRAME_BYTES)
 # Form bodies are parsed by Django alone, never first by Twisted (magicmirror/request_bodies.py).
 leave_request_bodies_to_django()
+# The embedded default runs the voice jobs here: their engines load in the background from now on.
+if settings.VOICE_PRELOAD_IN_PROCESS:
+    from voice.jobs.worker import preload_in_background
+
+    preload_in_background()
 # The embedded default fires due reminders on this process's loop, from its first connection (reminders/clock.py).
 application = StartClock(GracefulShutdown(router, timeout=settings.SHUTDOWN_GRACE_SECONDS))

@@ -433,6 +433,10 @@ VOICE_SENTENCE_MAX_CHARS = env.int("VOICE_SENTENCE_MAX_CHARS", default=120)
 VOICE_FIRST_PIECE_MIN_CHARS = env.int("VOICE_FIRST_PIECE_MIN_CHARS", default=6)
 # Worker: which engines to load at process start (asr, tts), and warm-up.
 VOICE_PRELOAD = env.list("VOICE_PRELOAD", default=["asr", "tts"])
+# Jobs in the web process (the embedded default): the same engines load in a background thread as daphne
+# starts, so the first user's first words do not wait for the models. Off in the test suite (each test
+# server would load them).
+VOICE_PRELOAD_IN_PROCESS = env.bool("VOICE_PRELOAD_IN_PROCESS", default=VOICE_JOBS_IN_PROCESS and not TESTING)
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from chat.models import Message
-from devtools.fake_llm import Reply
+from devtools.fake_llm import Reply, ToolCalls
 from live.session import VoiceSession
 from voice import jobs
 from voice.jobs import messages
@@ -367,6 +367,61 @@ async def test_a_preemptive_reply_is_dropped_when_the_user_goes_on(user, turn_se
         ]
     finally:
         fake_llm.release()
+        await session.close()
+
+
+async def test_a_preemptive_tool_call_runs_only_in_the_confirmed_turn(user, turn_settings, asr, fake_llm, tts):
+    """A prepared reply that calls a tool only buffers the call: the tool acts once the turn is
+    confirmed, then the continuation is asked for as in any turn."""
+    from reminders.models import Reminder
+
+    fake_llm.queue(ToolCalls([("set_reminder", {"text": "关火", "in_minutes": 10})]), Reply("好的。"), Reply("T"))
+    client, model = Client(), ScriptedModel(0.9)
+    session = await open_session(user, client, model, voice_output=True)
+    try:
+        await speak(session, 600)
+        asr.partial("十分钟后提醒我关火")
+        await client.until_event("partial")
+        await pause(session, 210)
+        await asyncio.wait_for(session._prepared._task, 20)  # the call is buffered ...
+        await verdict(session)
+        assert await Reminder.objects.acount() == 0  # ... and has not acted
+        assert not client.events("tool_call")
+        asr.final("十分钟后提醒我关火")
+        await client.until_event("audio_done")
+        assert [e["name"] for e in client.events("tool_result")] == ["set_reminder"]
+        assert await Reminder.objects.filter(owner=user, text="关火").acount() == 1
+        streamed = [r for r in fake_llm.requests if r.get("stream")]
+        assert len(streamed) == 2 and streamed[1]["messages"][-1]["role"] == "tool"  # prepared, continuation
+        assert [e["text"] for e in client.events("sentence")] == ["好的。"]
+    finally:
+        await session.close()
+
+
+async def test_a_discarded_preemptive_tool_call_never_acts(user, turn_settings, asr, fake_llm, tts):
+    from reminders.models import Reminder
+
+    fake_llm.queue(ToolCalls([("set_reminder", {"text": "关火", "in_minutes": 10})]), Reply("The real answer."))
+    client, model = Client(), ScriptedModel(0.1, 0.9)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        await speak(session, 600)
+        asr.partial("remind me")
+        await client.until_event("partial")
+        await pause(session, 210)
+        await asyncio.wait_for(session._prepared._task, 20)
+        await verdict(session)  # not finished
+        await speak(session, 300)  # the user goes on: the prepared call is dropped
+        assert session._prepared is None
+        asr.partial("remind me of nothing, tell me a joke")
+        await client.until_event("partial", count=2)
+        await pause(session, 210)
+        await verdict(session)
+        asr.final("remind me of nothing, tell me a joke")
+        await client.until_event("reply_done")
+        assert await Reminder.objects.acount() == 0 and not client.events("tool_result")
+        assert "".join(e["text"] for e in client.events("delta")) == "The real answer."
+    finally:
         await session.close()
 
 

@@ -92,6 +92,14 @@ def _warm_languages(first) -> dict[str, str | None]:
     return chosen
 
 
+def preload_in_background() -> threading.Thread:
+    """Load the engines in a daemon thread (the web process of the embedded default, where the jobs
+    run): the process serves at once, and a job that comes first waits only for its own engine."""
+    thread = threading.Thread(target=_preload_once, name="voice-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def _preload_once():
     global _preloaded
     with _preload_lock:
