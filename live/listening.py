@@ -276,10 +276,6 @@ class Listening:
         if policy is not None and policy.model is not None:
             self.judging = asyncio.create_task(self._judge(utterance, pause, policy))
 
-    def in_pause(self, utterance: Utterance) -> bool:
-        """Hands-free: `utterance` is the open one and a pause of TURN_PAUSE_MS is going on in it."""
-        return self.utterance is utterance and self._pause is not None
-
     async def _judge(self, utterance: Utterance, pause: object, policy: TurnEndPolicy) -> None:
         assert policy.model is not None
         try:

@@ -217,11 +217,6 @@ class VoiceSession:
         turn = self._paused_turn
         if turn is not None and self.barge_in.words_interrupt(text, turn.shown_text):
             await self._barge_in_confirmed()
-            return
-        if self.listening.in_pause(utterance):
-            # The recogniser's partial lags the audio: one that changes during the pause is nearer the
-            # final transcript than the one the reply was prepared from. Prepare from it instead.
-            await self.on_pause(utterance)
 
     async def _barge_in_confirmed(self) -> None:
         self._paused_turn = None

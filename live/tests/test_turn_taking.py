@@ -370,35 +370,6 @@ async def test_a_preemptive_reply_is_dropped_when_the_user_goes_on(user, turn_se
         await session.close()
 
 
-async def test_a_partial_that_changes_during_the_pause_is_prepared_again(user, turn_settings, asr, fake_llm, tts):
-    """Vosk's partial lags the audio: the one that arrives during the pause, not the one the pause
-    began with, is what the final transcript will say, so the reply is prepared again from it."""
-    fake_llm.queue(Reply("Once upon a time."), Reply("T"), Reply("T"))
-    client, model = Client(), ScriptedModel(0.9)
-    session = await open_session(user, client, model, voice_output=False)
-    try:
-        used = counter("mm_preemptive_generations_total", outcome="used")
-        await speak(session, 600)
-        asr.partial("tell me a")
-        await client.until_event("partial")
-        await pause(session, 210)
-        first = session._prepared
-        assert first is not None and first.text == "tell me a"
-        asr.partial("tell me a story")  # still silent: the recogniser catches up
-        await client.until_event("partial", count=2)
-        assert session._prepared is not first and session._prepared.text == "tell me a story"
-        await verdict(session)
-        asr.final("tell me a story")
-        await client.until_event("reply_done")
-        assert counter("mm_preemptive_generations_total", outcome="used") == used + 1
-        # The reply the turn used was asked for the later partial (the first may not have reached the LLM).
-        streamed = [r for r in fake_llm.requests if r.get("stream")]
-        assert streamed[-1]["messages"][-1]["content"] == "tell me a story"
-        assert "".join(e["text"] for e in client.events("delta")) == "Once upon a time."
-    finally:
-        await session.close()
-
-
 async def test_a_preemptive_tool_call_runs_only_in_the_confirmed_turn(user, turn_settings, asr, fake_llm, tts):
     """A prepared reply that calls a tool only buffers the call: the tool acts once the turn is
     confirmed, then the continuation is asked for as in any turn."""
