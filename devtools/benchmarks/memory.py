@@ -18,7 +18,6 @@
 """
 
 import asyncio
-import json
 import re
 import statistics
 import subprocess
@@ -31,7 +30,16 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from devtools.benchmarks.voice_loop import REPLY_60, ROOT, Stack, percentile, start_session, stop_reply
+from devtools.benchmarks.voice_loop import (
+    REPLY_60,
+    ROOT,
+    Stack,
+    new_conversation,
+    percentile,
+    start_session,
+    stop_reply,
+    typed_turn,
+)
 from devtools.fake_llm import FakeLLMServer, Reply
 from memory.persona import Persona, system_message
 from memory.recall import Candidate, memory_terms, recall
@@ -101,26 +109,10 @@ async def _turn(ws) -> dict:
     """The voice loop's time-to-first-audio turn (as `ttfa_streamed`): a typed message, its reply cut
     at the first audio frame (and saved so); ms after sending of `saved` (the user's message saved:
     `turn`), `first_delta` (the LLM's first text) and `first_audio`."""
-    sent = time.perf_counter()
-    marks: dict[str, float | None] = {"saved": None, "first_delta": None, "first_audio": None}
-    await ws.send(json.dumps({"type": "text", "text": "Plan my evening"}))
-    async for message in ws:
-        now = (time.perf_counter() - sent) * 1000
-        if isinstance(message, bytes):
-            marks["first_audio"] = now
-            break
-        event = json.loads(message)
-        if event["type"] == "error":
-            raise RuntimeError(f"{event['code']}: {event['message']}")
-        if event["type"] == "turn":
-            marks["saved"] = now
-        elif event["type"] == "delta" and marks["first_delta"] is None:
-            marks["first_delta"] = now
+    marks = await typed_turn(ws, "Plan my evening", until_first_audio=True)
     await stop_reply(ws)
-    await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
-    while json.loads(await ws.recv())["type"] != "ready":
-        pass
-    return marks
+    await new_conversation(ws)
+    return {k: None if marks[k] is None else marks[k] * 1000 for k in ("saved", "first_delta", "first_audio")}
 
 
 async def _interleaved(stacks: dict, llms: dict, rounds: int) -> dict:

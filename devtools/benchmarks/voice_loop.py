@@ -232,10 +232,11 @@ async def start_session(ws, **config):
         pass
 
 
-async def typed_turn(ws, text) -> dict:
+async def typed_turn(ws, text, *, until_first_audio=False) -> dict:
     """Send a typed message; return when (s after sending) the turn's milestones arrived: `saved` (the
     user's message is saved: `turn`), `first_delta`, `reply_done` (the reply is saved), `first_audio`
-    and `end` (`audio_done`, or the return to idle when no audio is spoken)."""
+    and `end` (`audio_done`, or the return to idle when no audio is spoken; with `until_first_audio`,
+    the first audio frame: the reply is still running, stop it with stop_reply)."""
     sent = time.perf_counter()
     marks = {"saved": None, "first_delta": None, "reply_done": None, "first_audio": None}
     await ws.send(json.dumps({"type": "text", "text": text}))
@@ -243,6 +244,8 @@ async def typed_turn(ws, text) -> dict:
         now = time.perf_counter() - sent
         if isinstance(message, bytes):
             marks["first_audio"] = marks["first_audio"] or now
+            if until_first_audio:
+                return {**marks, "end": now}
             continue
         event = json.loads(message)
         kind = event["type"]
@@ -267,6 +270,13 @@ async def stop_reply(ws):
             return
 
 
+async def new_conversation(ws):
+    """The session's next turn starts a new conversation (once `ready` acknowledges it)."""
+    await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
+    while json.loads(await ws.recv())["type"] != "ready":
+        pass
+
+
 # -- 1. time to first audio -----------------------------------------------------------------------
 async def ttfa_streamed(stack, runs):
     ws = await stack.socket()
@@ -285,9 +295,7 @@ async def ttfa_streamed(stack, runs):
                 if event["type"] == "error":
                     raise RuntimeError(f"{event['code']}: {event['message']}")
             await stop_reply(ws)  # only the first audio counts, not the ~10 s after it
-            await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
-            while json.loads(await ws.recv())["type"] != "ready":
-                pass
+            await new_conversation(ws)
         return results
     finally:
         await ws.close()
