@@ -77,6 +77,18 @@ def _embedded_env(fake_llm_server, sqlite_path):
     return env
 
 
+def browser_test_module():
+    """(expect, pytestmark) for a module of Chromium tests: Playwright's `expect` waiting up to WAIT_MS
+    (the module is skipped without the playwright package), and the marks: browser, and on the services
+    backend a transactional database (the live server writes to the test database: flushed after each)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
+    sync_api.expect.set_options(timeout=WAIT_MS)
+    marks = [pytest.mark.browser]
+    if services_mode():
+        marks.append(pytest.mark.django_db(transaction=True))
+    return sync_api.expect, marks
+
+
 @pytest.fixture(scope="session")
 def live_browser_server(request, fake_llm_server, tmp_path_factory):
     """(url, env) of the live daphne server; `env` runs commands against its database (manage_on_server)."""

@@ -15,15 +15,9 @@ import pytest
 
 from speakers.services import TRY_SENTENCES
 
-from .conftest import ARTIFACTS, PASSWORD, ROOT, SPEAKER_WAV, WAIT_MS, services_mode
+from .conftest import ARTIFACTS, PASSWORD, ROOT, SPEAKER_WAV, browser_test_module
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-expect = sync_api.expect
-expect.set_options(timeout=WAIT_MS)
-
-pytestmark = [pytest.mark.browser]
-if services_mode():
-    pytestmark.append(pytest.mark.django_db(transaction=True))  # the server writes to the test database
+expect, pytestmark = browser_test_module()
 
 SPEAKERS = "/admin/speakers/speaker/"
 MAKE_ACCOUNTS = """

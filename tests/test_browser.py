@@ -9,20 +9,11 @@ import re
 import time
 import uuid
 
-import pytest
-
 from devtools.fake_llm import Reply
 
-from .conftest import ARTIFACTS, PASSWORD, SPEAKER_WAV, WAIT_MS, services_mode
+from .conftest import ARTIFACTS, PASSWORD, SPEAKER_WAV, WAIT_MS, browser_test_module
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-expect = sync_api.expect
-expect.set_options(timeout=WAIT_MS)
-
-pytestmark = [pytest.mark.browser]
-if services_mode():
-    # The server writes to the test database: flush it after each test.
-    pytestmark.append(pytest.mark.django_db(transaction=True))
+expect, pytestmark = browser_test_module()
 
 
 # --- Helpers ---------------------------------------------------------------------------------

@@ -14,16 +14,10 @@ import pytest
 from devtools.fake_llm import Reply
 from devtools.localprocs import migrate
 
-from .conftest import WAIT_MS, _embedded_env, live_daphne, services_mode
+from .conftest import WAIT_MS, _embedded_env, browser_test_module, live_daphne
 from .test_browser import api_add_speaker, open_new_chat, register, screenshot, send, wait_idle, wait_until
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-expect = sync_api.expect
-expect.set_options(timeout=WAIT_MS)
-
-pytestmark = [pytest.mark.browser]
-if services_mode():
-    pytestmark.append(pytest.mark.django_db(transaction=True))
+expect, pytestmark = browser_test_module()
 
 PROFILE = "/accounts/profile/"
 

@@ -14,18 +14,10 @@ import subprocess
 import sys
 import zoneinfo
 
-import pytest
-
 from . import test_browser as browser
-from .conftest import ROOT, WAIT_MS, services_mode
+from .conftest import ROOT, browser_test_module
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-expect = sync_api.expect
-expect.set_options(timeout=WAIT_MS)
-
-pytestmark = [pytest.mark.browser]
-if services_mode():
-    pytestmark.append(pytest.mark.django_db(transaction=True))  # the server writes to the test database
+expect, pytestmark = browser_test_module()
 
 ZONE = "Asia/Shanghai"
 
