@@ -1,8 +1,10 @@
 """Speaking: a reply's sentences to audio frames, in order, paced a little ahead of real time.
 
-Each sentence is its own synthesis job (voice.jobs.synthesize), started as soon as the sentence is
-complete; at most VOICE_TTS_PREFETCH synthesise at once (the one playing and the next), so there is
-no gap between sentences when synthesis keeps up. Audio goes to the client at most
+A reply has one synthesis stream (voice.jobs.stream), opened as the turn starts, while the LLM is
+still thinking; each sentence goes into it as soon as it is complete, and comes back as that
+sentence's own job messages. With VOICE_TTS_STREAM off, each sentence is its own synthesis job
+(voice.jobs.synthesize). Either way at most VOICE_TTS_PREFETCH sentences are read at once (the one
+playing and the next), so there is no gap between sentences when synthesis keeps up. Audio goes to the client at most
 `audio_lead_s` ahead of real time: a slow client never makes us buffer much, and a barge-in stops
 what is heard quickly.
 """
@@ -59,10 +61,21 @@ class ReplySpeaker:
         self._playing.set()
         self._paused_at: float | None = None
         self.on_first_audio: Callable[[], None] | None = None  # called once, as the first audio frame goes out
+        self._stream: jobs.SynthesisStream | None = None
+        if settings.VOICE_TTS_STREAM:
+            self._stream = jobs.SynthesisStream(speaker_id=speaker_id, language=self._language)
+            self._stream.open()
+
+    @property
+    def _language(self):
+        return getattr(self.session, "spoken_language", None)
 
     def add(self, text: str, audio=None) -> None:
         """The next sentence; `audio`: its synthesis messages, already under way (preemptive)."""
         sentence = SentenceAudio(self._count, text, self._ear.feed(text), prepared=audio)
+        if audio is None and self._stream is not None and sentence.ear and not self.failed:
+            # Into the stream now, in order; read below like a job's messages.
+            sentence.prepared = self._stream.speak(sentence.ear, speaker_id=self.speaker_id, language=self._language)
         self._count += 1
         sentence.task = asyncio.create_task(self._synthesize(sentence))
         self._jobs.append(sentence)
@@ -76,6 +89,8 @@ class ReplySpeaker:
     async def finish(self) -> None:
         """No more sentences: returns when the last one has been sent."""
         self.sentences.put_nowait(None)
+        if self._stream is not None:
+            self._stream.close()  # the worker ends the stream once it has spoken what it has
         await self._player
 
     def pause(self) -> None:
@@ -97,10 +112,13 @@ class ReplySpeaker:
         self._player.cancel()
 
     async def cancel(self) -> None:
+        """Stop everything (the one way out: an interruption, a failed turn, its end)."""
         tasks = [self._player, *(s.task for s in self._jobs if s.task)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._stream is not None:
+            await self._stream.cancel()
 
     async def _synthesize(self, sentence: SentenceAudio) -> None:
         async with self._prefetch:
@@ -108,7 +126,7 @@ class ReplySpeaker:
                 sentence.queue.put_nowait(None)
                 return
             source = sentence.prepared or jobs.synthesize(
-                text=sentence.ear, speaker_id=self.speaker_id, language=getattr(self.session, "spoken_language", None)
+                text=sentence.ear, speaker_id=self.speaker_id, language=self._language
             )
             try:
                 async for message in source:

@@ -428,6 +428,16 @@ VOICE_MAX_UTTERANCE_SECONDS = env.float("VOICE_MAX_UTTERANCE_SECONDS", default=6
 VOICE_MAX_AUDIO_RATE = env.float("VOICE_MAX_AUDIO_RATE", default=1.5)  # x real time, after a 2 s burst
 VOICE_AUDIO_LEAD_SECONDS = env.float("VOICE_AUDIO_LEAD_SECONDS", default=2.0)  # audio sent ahead of playback
 VOICE_TTS_PREFETCH = env.int("VOICE_TTS_PREFETCH", default=2)
+# One synthesis job per turn, fed its sentences as the LLM writes them (voice.jobs.stream); off: one
+# job per sentence. A stream holds a worker thread: it is closed after VOICE_TTS_STREAM_IDLE_SECONDS
+# with nothing to say (a long tool call) and replaced after VOICE_TTS_STREAM_MAX_SECONDS (under the
+# task time limits); the worker gives a stream up after VOICE_TTS_STREAM_IDLE_TIMEOUT without input.
+VOICE_TTS_STREAM = env.bool("VOICE_TTS_STREAM", default=True)
+VOICE_TTS_STREAM_IDLE_SECONDS = env.float("VOICE_TTS_STREAM_IDLE_SECONDS", default=10.0)
+VOICE_TTS_STREAM_MAX_SECONDS = env.float("VOICE_TTS_STREAM_MAX_SECONDS", default=120.0)
+VOICE_TTS_STREAM_IDLE_TIMEOUT = env.float(
+    "VOICE_TTS_STREAM_IDLE_TIMEOUT", default=VOICE_TTS_STREAM_IDLE_SECONDS + VOICE_JOB_IDLE_TIMEOUT
+)
 VOICE_PREROLL_SECONDS = env.float("VOICE_PREROLL_SECONDS", default=0.3)
 VOICE_SENTENCE_MAX_CHARS = env.int("VOICE_SENTENCE_MAX_CHARS", default=120)
 VOICE_FIRST_PIECE_MIN_CHARS = env.int("VOICE_FIRST_PIECE_MIN_CHARS", default=6)

@@ -6,6 +6,7 @@ build on it, so all of them record the same way: ("event", dict), ("audio", head
 """
 
 import asyncio
+import functools
 
 from live.protocol import AUDIO_HEADER
 
@@ -39,3 +40,31 @@ class Recorder:
                 await self._changed.wait_for(lambda: predicate(self.log))
 
         await asyncio.wait_for(wait(), timeout)
+
+
+class FakeStream:
+    """voice.jobs.SynthesisStream over a scripted `synthesize` (the voice.jobs.synthesize signature):
+    each sentence spoken into it is that function's messages, as the real stream hands them out."""
+
+    def __init__(self, synthesize, *, speaker_id=None, language=None, engine_name=None, trace_id=None):
+        self._synthesize = synthesize
+        self.closed = self.cancelled = False
+
+    def open(self) -> None:
+        pass
+
+    def speak(self, text, *, speaker_id=None, language=None):
+        return self._synthesize(text=text, speaker_id=speaker_id, language=language)
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+
+
+def fake_synthesis(monkeypatch, synthesize) -> None:
+    """A reply's speech comes from `synthesize` whichever way it is asked for: the turn's stream
+    (VOICE_TTS_STREAM) or one job per sentence."""
+    monkeypatch.setattr("live.speaking.jobs.synthesize", synthesize)
+    monkeypatch.setattr("live.speaking.jobs.SynthesisStream", functools.partial(FakeStream, synthesize))

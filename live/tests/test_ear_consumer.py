@@ -7,6 +7,7 @@ from chat.models import Message
 from devtools.fake_llm import Reply
 from voice import jobs
 
+from .recording import fake_synthesis
 from .test_consumer import application, events_until, voice_workers, ws  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +22,7 @@ async def test_markdown_emoji_and_urls_are_shown_and_saved_but_never_spoken(ws, 
         spoken_texts.append(text)
         return real_synthesize(text=text, **kwargs)
 
-    monkeypatch.setattr("live.speaking.jobs.synthesize", recording_synthesize)
+    fake_synthesis(monkeypatch, recording_synthesize)
     reply = "**Great** idea 🎉! See [the docs](https://example.com/docs) at 9:30 am.\n🚀"
     fake_llm.queue(Reply(reply, tokens_per_s=400), Reply("Title"))
     await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": True})

@@ -18,7 +18,7 @@ from speakers.models import Speaker, UserSettings
 from voice import jobs
 from voice.jobs import messages
 
-from .recording import Recorder
+from .recording import Recorder, fake_synthesis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,7 +110,7 @@ def fake_tts(monkeypatch):
             "sample_rate": 22050,
         }
 
-    monkeypatch.setattr("live.speaking.jobs.synthesize", synthesize)
+    fake_synthesis(monkeypatch, synthesize)
     return texts
 
 

@@ -11,7 +11,7 @@ from live.protocol import Limits
 from live.speaking import ReplySpeaker
 from voice.jobs import messages
 
-from .recording import Recorder
+from .recording import Recorder, fake_synthesis
 
 TIMEOUT = 10
 RATE = 22050
@@ -122,7 +122,7 @@ class FakeTTS:
 @pytest.fixture
 def tts(monkeypatch):
     fake = FakeTTS()
-    monkeypatch.setattr("live.speaking.jobs.synthesize", fake.synthesize)
+    fake_synthesis(monkeypatch, fake.synthesize)
     return fake
 
 

@@ -20,6 +20,7 @@ from tools.tests.helpers import Gate, offered
 from voice.jobs import messages
 
 from . import test_consumer, test_session
+from .recording import fake_synthesis
 from .test_consumer import events_until, fixture_pcm, stream_audio
 from .test_session import TIMEOUT, start
 
@@ -44,7 +45,7 @@ def spoken(monkeypatch):
                "started": 0.0, **common}  # fmt: skip
         yield {"type": messages.TTS_DONE, "chunks": 1, "samples": 220, "duration": 0.01, **common}
 
-    monkeypatch.setattr("live.speaking.jobs.synthesize", synthesize)
+    fake_synthesis(monkeypatch, synthesize)
     return asked
 
 

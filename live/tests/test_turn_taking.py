@@ -21,7 +21,7 @@ from live.session import VoiceSession
 from voice import jobs
 from voice.jobs import messages
 
-from .recording import Recorder
+from .recording import Recorder, fake_synthesis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -145,7 +145,7 @@ def tts(monkeypatch):
         yield {"type": messages.TTS_CHUNK, **common, "seq": 0, "part": 0, "pcm": b"\1\2" * 2205, "started": 0.0}
         yield {"type": messages.TTS_DONE, **common, "chunks": 1, "samples": 2205, "duration": 0.1}
 
-    monkeypatch.setattr("live.speaking.jobs.synthesize", synthesize)
+    fake_synthesis(monkeypatch, synthesize)
     monkeypatch.setattr("live.preemptive.jobs.synthesize", synthesize)
     return texts
 

@@ -3,11 +3,12 @@
 * requester.py  the web side: start a job, feed it audio, listen to its messages (public API,
                 re-exported here: `from voice import jobs; jobs.synthesize(...)`)
 * backends.py   where jobs run (Celery workers + Redis, or threads of the web process), chosen once
-* runners.py    the job bodies (tts_run, asr_run), run by a task or a thread
+* stream.py     a turn's synthesis stream: one job fed sentence by sentence (SynthesisStream)
+* runners.py    the job bodies (tts_run, tts_stream_run, asr_run), run by a task or a thread
 * tasks.py      the Celery tasks; worker.py: engine preload at worker start
 * sending.py    the one way a job sends to its requester (channel layer, with backpressure)
 * messages.py   the message types
-* audio_stream.py, cancellation.py, redis_clients.py: audio to a recognition job, cancel flags
+* inbox.py, cancellation.py, redis_clients.py: what a requester feeds a job (audio, sentences), cancel flags
 """
 
 from .requester import (
@@ -24,11 +25,13 @@ from .requester import (
     synthesize,
     tts_start,
 )
+from .stream import SynthesisStream
 
 __all__ = [
     "TERMINAL_TYPES",
     "JobNotStarted",
     "JobTimeout",
+    "SynthesisStream",
     "asr_start",
     "audio_end",
     "audio_put",

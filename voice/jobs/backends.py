@@ -1,9 +1,10 @@
 """Where voice jobs run, chosen in this one place: `current()`.
 
 * Workers (production, REDIS_URL set): a job is a Celery task on the `asr`/`tts` queue; audio to a
-  recognition job travels through a Redis stream; cancellation flags are Redis keys.
+  recognition job and sentences to a synthesis stream travel through Redis streams; cancellation
+  flags are Redis keys.
 * In-process (embedded default, VOICE_JOBS_IN_PROCESS): a job runs in a thread of the web process;
-  audio and flags stay in memory.
+  its inbox and flags stay in memory.
 
 Either way the job's messages come back through the channel layer (voice.jobs.sending), so the
 requester's code is the same in both modes.
@@ -20,8 +21,8 @@ from django.db import close_old_connections
 
 from magicmirror import metrics
 
-from .audio_stream import LocalAudioStreams, RedisAudioStreams
 from .cancellation import LocalCancelFlags, RedisCancelFlags
+from .inbox import LocalInbox, RedisInbox
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class InProcessBackend:
     name = "in-process"
 
     def __init__(self) -> None:
-        self.audio = LocalAudioStreams()
+        self.audio = LocalInbox("asr-audio")  # PCM16 to a recognition job
+        self.text = LocalInbox("tts-text")  # sentences to a turn's synthesis stream
         self.cancel_flags = LocalCancelFlags()
         self._executor: ThreadPoolExecutor | None = None
 
@@ -43,7 +45,9 @@ class InProcessBackend:
 
         if kind == "asr":
             self.audio.open(job_id)
-        elif kind == "tts":
+        elif kind == "tts_stream":
+            self.text.open(job_id)
+        if kind in ("tts", "tts_stream"):
             kwargs["cancelled"] = functools.partial(self.cancel_flags.cancelled, job_id)
         loop = asyncio.get_running_loop()
         call = functools.partial(self._run, loop, runners.runner(kind), reply_to, job_id=job_id, **kwargs)
@@ -73,7 +77,8 @@ class WorkerBackend:
     name = "workers"
 
     def __init__(self) -> None:
-        self.audio = RedisAudioStreams()
+        self.audio = RedisInbox("asr-audio")
+        self.text = RedisInbox("tts-text")
         self.cancel_flags = RedisCancelFlags()
 
     async def start(self, kind: str, *, reply_to: str, job_id: str, **kwargs: Any) -> None:

@@ -6,6 +6,11 @@ it, on the job's own clock), plus `trace_id` when the requester gave one. The ty
 * `voice.tts.chunk`   `seq`, `part`, `produced`, `pcm`, `sample_rate`; the first one also `engine`,
                       `voice`, `clones`, `started`
 * `voice.tts.done`    `chunks`, `samples`, `duration`, `engine`, `voice`, `clones`, `sample_rate`
+
+A turn's synthesis stream (voice.jobs.stream) sends `voice.tts.opened` first, tags each chunk with the
+requester's `sentence` key, ends each sentence with `voice.tts.sentence_done` (the fields of a done),
+and ends with `voice.tts.closed` (or an error, tagged with its `sentence`).
+
 * `voice.asr.partial` `text`
 * `voice.asr.final`   `text`
 * `voice.*.error`     `code`, `message`
@@ -18,11 +23,14 @@ import uuid
 TTS_CHUNK = "voice.tts.chunk"
 TTS_DONE = "voice.tts.done"
 TTS_ERROR = "voice.tts.error"
+TTS_OPENED = "voice.tts.opened"
+TTS_SENTENCE_DONE = "voice.tts.sentence_done"
+TTS_CLOSED = "voice.tts.closed"
 ASR_PARTIAL = "voice.asr.partial"
 ASR_FINAL = "voice.asr.final"
 ASR_ERROR = "voice.asr.error"
 
-TERMINAL_TYPES = frozenset({TTS_DONE, TTS_ERROR, ASR_FINAL, ASR_ERROR})
+TERMINAL_TYPES = frozenset({TTS_DONE, TTS_ERROR, TTS_CLOSED, ASR_FINAL, ASR_ERROR})
 
 
 def new_job_id() -> str:

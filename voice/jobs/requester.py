@@ -18,8 +18,8 @@ from magicmirror import metrics
 from magicmirror.logging import current_trace_id
 
 from . import backends, messages
-from .audio_stream import END
 from .backends import JobNotStarted
+from .inbox import END
 from .messages import TERMINAL_TYPES, new_job_id
 
 # While a job may rightly stay silent (the user is still talking), its channel is looked at this often.
@@ -92,7 +92,7 @@ async def cancel(job_id: str) -> None:
 
 
 async def job_messages(
-    channel: str, job_id: str, *, may_be_quiet: Callable[[], bool] | None = None
+    channel: str, job_id: str, *, may_be_quiet: Callable[[], bool] | None = None, first_timeout: float | None = None
 ) -> AsyncGenerator[dict, None]:
     """Messages of one job on a private channel, until its terminal message.
 
@@ -100,13 +100,16 @@ async def job_messages(
     any later one longer than VOICE_JOB_IDLE_TIMEOUT. With `may_be_quiet`, the job's silence does
     not count while `may_be_quiet()` says so (a recogniser may rightly say nothing for a long time
     while the user is still talking); after that the next message must come within
-    VOICE_JOB_IDLE_TIMEOUT.
+    VOICE_JOB_IDLE_TIMEOUT. `first_timeout` bounds the wait for the first message instead (a stream
+    job says at once that it has started, then may rightly be quiet).
     """
     layer = get_channel_layer()
     loop = asyncio.get_running_loop()
     # The first message may take longer (a queued job waits for a worker); see VOICE_JOB_*_TIMEOUT.
     quiet_allowed = may_be_quiet is not None
     timeout = settings.VOICE_JOB_IDLE_TIMEOUT if quiet_allowed else settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT
+    if first_timeout is not None:
+        timeout = first_timeout
     deadline = loop.time() + timeout
     tts_started = tts_engine = None
     pending: asyncio.Future | None = None
@@ -147,7 +150,7 @@ def _observe(message: dict, tts_started, tts_engine):
         if kind == messages.TTS_CHUNK and message.get("seq") == 0 and message.get("started") is not None:
             tts_started, tts_engine = message["started"], message.get("engine")
             metrics.observe_tts_first_chunk(message["t"] - tts_started, tts_engine)
-        elif kind == messages.TTS_DONE and tts_started is not None:
+        elif kind in (messages.TTS_DONE, messages.TTS_SENTENCE_DONE) and tts_started is not None:
             metrics.observe_tts_rtf(message["t"] - tts_started, message.get("duration") or 0.0, tts_engine)
         elif kind.endswith(".error"):
             metrics.observe_error(message.get("code"))

@@ -7,9 +7,10 @@ Every message carries `t`, the wall-clock time (time.time()) at which the job se
 
 import contextlib
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from ..text import split_sentences
 from ..tts import TTSEngine, TTSError, VoiceRef
 from ..tts.registry import engine_for
 from . import backends, messages
-from .audio_stream import AudioTimeout
+from .inbox import InboxTimeout
 from .sending import RequesterGone, Send
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,131 @@ def tts_route(text: str, language: str | None, engine_name=None) -> list[SpokenP
     return parts
 
 
+class Cancelled(Exception):
+    """The requester asked the job to stop (it is gone, or the turn was interrupted)."""
+
+
+class VoiceRefs:
+    """The voices of one job, read once each (a turn's stream speaks many sentences in one voice)."""
+
+    def __init__(self) -> None:
+        self._refs: dict = {}
+
+    def get(self, speaker_id) -> VoiceRef | None:
+        if speaker_id not in self._refs:
+            self._refs[speaker_id] = voice_ref_get(speaker_id=speaker_id)
+        return self._refs[speaker_id]
+
+
+def speak_text(
+    emit: Callable[[dict], None],
+    text: str,
+    *,
+    voice: VoiceRef | None,
+    language=None,
+    engine_name=None,
+    cancelled: Callable[[], bool] | None = None,
+    tag: dict | None = None,
+    started: float | None = None,
+) -> dict:
+    """Synthesise `text` and emit it as tts.chunk messages (in order, each with `tag`'s fields); returns
+    the fields of its done message. Raises TTSError, and Cancelled when `cancelled()` says so.
+
+    Each sentence goes to the first engine of the chain that speaks its language (from its script;
+    `language`, the user's, breaks ties); a sentence none speaks is left out and listed in `unspoken`.
+    Chunks hold at most VOICE_TTS_CHUNK_MS of audio each, all at the sample rate of the first engine
+    that speaks (others are resampled), and go out as soon as the engine has produced them. A chunk says
+    which piece of engine output it belongs to (`part`, from 0; for Piper one sentence) and when the
+    engine produced that piece (`produced`, time.time()); the first chunk of each engine's run names the
+    engine, voice and language, and the first chunk says when the work started (`started`: for a job,
+    the time before it is queueing, the time after it synthesis). `cancelled()` is asked between pieces
+    of engine output.
+    """
+    started = time.time() if started is None else started
+    tag = tag or {}
+    # The limit is on the text as given; the engines read it for the ear (no markdown, emoji or
+    # URLs), which may be longer. Nothing left (only an emoji): nothing is said. Already done for
+    # a live reply's sentences: a no-op there. Numbers become words below, per engine.
+    text = tts_text_clean(text)
+    parts = tts_route(for_the_ear(text, language, numbers=False), language, engine_name)
+    rate = next((p.engine.rate(p.language) for p in parts if p.engine is not None), DEFAULT_RATE)
+    max_bytes = chunk_bytes(rate)
+    seq = samples = piece_index = 0
+    spoken: list[dict] = []
+    unspoken: list[dict] = []
+    for part in parts:
+        engine = part.engine
+        if engine is None:
+            unspoken += [{"text": s, "language": part.language} for s in part.sentences]
+            continue
+        info = engine.voice_info(voice, part.language)
+        said = "\n".join(s if engine.reads_numbers else for_the_ear(s, part.language) for s in part.sentences)
+        resample = StreamResampler(info.sample_rate, rate)
+        described = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": part.language}
+        spoken.append({**described, "sentences": len(part.sentences)})
+        first_of_part = True
+        pieces = iter(engine.stream(said, voice, part.language))
+        try:
+            for pcm in pieces:
+                produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
+                for piece in split_pcm(resample(pcm), max_bytes):
+                    chunk = {
+                        "type": messages.TTS_CHUNK,
+                        **tag,
+                        "seq": seq,
+                        "part": piece_index,
+                        "produced": produced,
+                        "pcm": piece,
+                        "sample_rate": rate,
+                    }
+                    if first_of_part:  # who speaks is known before the audio: say it with the first chunk
+                        chunk.update(described)
+                        first_of_part = False
+                    if seq == 0:
+                        chunk["started"] = started
+                    emit(chunk)
+                    seq += 1
+                    samples += len(piece) // 2
+                piece_index += 1
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"after {seq} chunks")
+        finally:
+            close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
+            if close is not None:
+                close()
+        if voice is not None and info.clones:  # the engine has registered this version: the admin shows it
+            speaker_clone_record(speaker_id=voice.speaker_id, version=voice.version, engine=info.engine)
+    if unspoken:
+        logger.info("No engine speaks %s", sorted({u["language"] for u in unspoken}))
+    first = spoken[0] if spoken else {"engine": None, "voice": None, "clones": False, "language": None}
+    if not parts:  # nothing to say (only an emoji): silence from the engine that would have spoken
+        lang = sentence_language(text, language)
+        silent = engine_for(lang, engine_name)
+        if silent is not None:
+            info = silent.voice_info(voice, lang)
+            first = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": lang}
+    return {
+        **tag,
+        "chunks": seq,
+        "samples": samples,
+        "duration": samples / rate,
+        "engine": first["engine"],
+        "voice": first["voice"],
+        "clones": first["clones"],
+        "language": first["language"],
+        "sample_rate": rate,
+        "spoken": spoken,
+        "unspoken": unspoken,
+    }
+
+
+def _job_emit(send: Send, job_id: str) -> Callable[[dict], None]:
+    def emit(message: dict) -> None:
+        send({**message, "job_id": job_id, "t": time.time()})
+
+    return emit
+
+
 @logged_job
 def tts_run(
     *,
@@ -132,103 +258,19 @@ def tts_run(
     language=None,
     cancelled: Callable[[], bool] | None = None,
 ) -> None:
-    """Synthesise `text` and send it as tts.chunk messages (in order), then tts.done or tts.error.
-
-    Each sentence goes to the first engine of the chain that speaks its language (from its script;
-    `language`, the user's, breaks ties); a sentence none speaks is left out and listed in the done
-    message's `unspoken`. Chunks hold at most VOICE_TTS_CHUNK_MS of audio each, all at the sample
-    rate of the first engine that speaks (others are resampled), and go out as soon as the engine has
-    produced them. A chunk says which piece of engine output it belongs to (`part`, from 0; for Piper
-    one sentence) and when the engine produced that piece (`produced`, time.time()); the first chunk
-    of each engine's run names the engine, voice and language, and the job's first chunk says when the
-    job started (`started`: the time before it is queueing, the time after it synthesis).
-    `cancelled()` is asked between pieces of engine output; when it says yes the job stops without
-    another message (its requester is gone).
+    """Synthesise `text` (speak_text) and send it as tts.chunk messages (in order), then tts.done or
+    tts.error. When `cancelled()` says yes the job stops without another message (its requester is gone).
     """
-
     started = time.time()
-
-    def emit(message: dict) -> None:
-        send({**message, "job_id": job_id, "t": time.time()})
-
+    emit = _job_emit(send, job_id)
     try:
-        # The limit is on the text as given; the engines read it for the ear (no markdown, emoji or
-        # URLs), which may be longer. Nothing left (only an emoji): nothing is said. Already done for
-        # a live reply's sentences: a no-op there. Numbers become words below, per engine.
-        text = tts_text_clean(text)
-        parts = tts_route(for_the_ear(text, language, numbers=False), language, engine_name)
         voice = voice_ref_get(speaker_id=speaker_id)
-        rate = next((p.engine.rate(p.language) for p in parts if p.engine is not None), DEFAULT_RATE)
-        max_bytes = chunk_bytes(rate)
-        seq = samples = piece_index = 0
-        spoken: list[dict] = []
-        unspoken: list[dict] = []
-        for part in parts:
-            engine = part.engine
-            if engine is None:
-                unspoken += [{"text": s, "language": part.language} for s in part.sentences]
-                continue
-            info = engine.voice_info(voice, part.language)
-            said = "\n".join(s if engine.reads_numbers else for_the_ear(s, part.language) for s in part.sentences)
-            resample = StreamResampler(info.sample_rate, rate)
-            described = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": part.language}
-            spoken.append({**described, "sentences": len(part.sentences)})
-            first_of_part = True
-            pieces = iter(engine.stream(said, voice, part.language))
-            try:
-                for pcm in pieces:
-                    produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
-                    for piece in split_pcm(resample(pcm), max_bytes):
-                        chunk = {
-                            "type": messages.TTS_CHUNK,
-                            "seq": seq,
-                            "part": piece_index,
-                            "produced": produced,
-                            "pcm": piece,
-                            "sample_rate": rate,
-                        }
-                        if first_of_part:  # who speaks is known before the audio: say it with the first chunk
-                            chunk.update(described)
-                            first_of_part = False
-                        if seq == 0:
-                            chunk["started"] = started
-                        emit(chunk)
-                        seq += 1
-                        samples += len(piece) // 2
-                    piece_index += 1
-                    if cancelled is not None and cancelled():
-                        logger.info("TTS job %s cancelled by its requester after %d chunks", job_id, seq)
-                        return
-            finally:
-                close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
-                if close is not None:
-                    close()
-            if voice is not None and info.clones:  # the engine has registered this version: the admin shows it
-                speaker_clone_record(speaker_id=voice.speaker_id, version=voice.version, engine=info.engine)
-        if unspoken:
-            logger.info("TTS job %s: no engine speaks %s", job_id, sorted({u["language"] for u in unspoken}))
-        first = spoken[0] if spoken else {"engine": None, "voice": None, "clones": False, "language": None}
-        if not parts:  # nothing to say (only an emoji): silence from the engine that would have spoken
-            lang = sentence_language(text, language)
-            silent = engine_for(lang, engine_name)
-            if silent is not None:
-                info = silent.voice_info(voice, lang)
-                first = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": lang}
-        emit(
-            {
-                "type": messages.TTS_DONE,
-                "chunks": seq,
-                "samples": samples,
-                "duration": samples / rate,
-                "engine": first["engine"],
-                "voice": first["voice"],
-                "clones": first["clones"],
-                "language": first["language"],
-                "sample_rate": rate,
-                "spoken": spoken,
-                "unspoken": unspoken,
-            }
+        done = speak_text(
+            emit, text, voice=voice, language=language, engine_name=engine_name, cancelled=cancelled, started=started
         )
+        emit({"type": messages.TTS_DONE, **done})
+    except Cancelled as exc:
+        logger.info("TTS job %s cancelled by its requester %s", job_id, exc)
     except RequesterGone as exc:
         logger.info("TTS job %s stopped: its requester is gone (%s)", job_id, exc)
     except TTSError as exc:
@@ -238,19 +280,83 @@ def tts_run(
         _send_error(emit, messages.TTS_ERROR, "tts_failed", "Speech synthesis failed.")
 
 
+def stream_items(job_id: str) -> Iterator[dict]:
+    """The sentences a turn's requester feeds its synthesis stream (voice.jobs.stream), in order."""
+    inbox = backends.current().text
+    for item in inbox.items(job_id, idle_timeout=settings.VOICE_TTS_STREAM_IDLE_TIMEOUT):
+        yield json.loads(item)
+
+
+@logged_job
+def tts_stream_run(
+    *,
+    send: Send,
+    job_id: str,
+    speaker_id=None,
+    engine_name=None,
+    language=None,
+    cancelled: Callable[[], bool] | None = None,
+) -> None:
+    """A turn's synthesis stream: speak each sentence fed to the job's inbox, in order, until its end.
+
+    Sends tts.opened at once (the requester then knows a worker holds the stream), then per sentence
+    its chunks and a tts.sentence_done, each tagged with the requester's `sentence` key, and at the end
+    tts.closed. A sentence may name another voice or language than the stream's (a tool changed the
+    voice mid-reply). An error (an engine's, a speaker that is gone) ends the stream with tts.error,
+    tagged with the sentence it happened in. Nothing fed for VOICE_TTS_STREAM_IDLE_TIMEOUT: the requester
+    is gone, the stream ends without a word; so does a cancelled one.
+    """
+    emit = _job_emit(send, job_id)
+    voices = VoiceRefs()
+    sentence = None
+    try:
+        emit({"type": messages.TTS_OPENED})
+        for item in stream_items(job_id):
+            if cancelled is not None and cancelled():
+                raise Cancelled("before a sentence")
+            sentence = item["sentence"]
+            done = speak_text(
+                emit,
+                item["text"],
+                voice=voices.get(item.get("speaker_id", speaker_id)),
+                language=item.get("language", language),
+                engine_name=engine_name,
+                cancelled=cancelled,
+                tag={"sentence": sentence},
+            )
+            emit({"type": messages.TTS_SENTENCE_DONE, **done})
+            sentence = None
+        emit({"type": messages.TTS_CLOSED})
+    except Cancelled as exc:
+        logger.info("TTS stream %s cancelled by its requester %s", job_id, exc)
+    except InboxTimeout:
+        logger.info(
+            "TTS stream %s: nothing to say for %g s, its requester is gone",
+            job_id,
+            settings.VOICE_TTS_STREAM_IDLE_TIMEOUT,
+        )
+    except RequesterGone as exc:
+        logger.info("TTS stream %s stopped: its requester is gone (%s)", job_id, exc)
+    except TTSError as exc:
+        _send_error(emit, messages.TTS_ERROR, exc.code, str(exc), sentence=sentence)
+    except Exception:
+        logger.exception("TTS stream %s failed", job_id)
+        _send_error(emit, messages.TTS_ERROR, "tts_failed", "Speech synthesis failed.", sentence=sentence)
+    finally:
+        with contextlib.suppress(Exception):
+            backends.current().text.discard(job_id)  # sentences fed after the end must not linger
+
+
 @logged_job
 def asr_run(*, send: Send, job_id: str, phrases=None, language=None) -> None:
     """Recognise the audio arriving on the job's audio stream with the model of `language` (the user's
     "I speak"; default the site's); send partials, then the final transcript."""
-
-    def emit(message: dict) -> None:
-        send({**message, "job_id": job_id, "t": time.time()})
-
+    emit = _job_emit(send, job_id)
     try:
         engine = get_asr_engine(language)
         with engine.open_stream(phrases or None) as stream:
             audio = backends.current().audio
-            for pcm in audio.chunks(job_id, idle_timeout=settings.VOICE_JOB_IDLE_TIMEOUT):
+            for pcm in audio.items(job_id, idle_timeout=settings.VOICE_JOB_IDLE_TIMEOUT):
                 partial = stream.accept(pcm)
                 if partial is not None:
                     emit({"type": messages.ASR_PARTIAL, "text": partial})
@@ -258,7 +364,7 @@ def asr_run(*, send: Send, job_id: str, phrases=None, language=None) -> None:
         emit({"type": messages.ASR_FINAL, "text": text})
     except RequesterGone as exc:
         logger.info("ASR job %s stopped: its requester is gone (%s)", job_id, exc)
-    except AudioTimeout:
+    except InboxTimeout:
         _send_error(emit, messages.ASR_ERROR, "asr_audio_timeout", "No audio arrived in time.")
     except ASRError as exc:
         _send_error(emit, messages.ASR_ERROR, exc.code, str(exc))
@@ -270,13 +376,13 @@ def asr_run(*, send: Send, job_id: str, phrases=None, language=None) -> None:
             backends.current().audio.discard(job_id)  # audio that arrived after a failure must not linger
 
 
-def _send_error(emit, type_, code, message) -> None:
+def _send_error(emit, type_, code, message, **tag) -> None:
     try:
-        emit({"type": type_, "code": code, "message": message})
+        emit({"type": type_, **{k: v for k, v in tag.items() if v is not None}, "code": code, "message": message})
     except Exception as exc:  # the requester is unreachable too: nothing more to do
         logger.info("Could not report %s to the requester: %s", code, exc)
 
 
 def runner(kind: str):
-    """The body of a `kind` ("tts" or "asr") job (looked up at each call, so tests can replace one)."""
-    return {"tts": tts_run, "asr": asr_run}[kind]
+    """The body of a `kind` ("tts", "tts_stream" or "asr") job (looked up at each call, so tests can replace one)."""
+    return {"tts": tts_run, "tts_stream": tts_stream_run, "asr": asr_run}[kind]

@@ -28,6 +28,19 @@ def tts_synthesize(reply_to, job_id, text, speaker_id=None, engine_name=None, tr
     )
 
 
+@shared_task(name="voice.tasks.tts_stream", ignore_result=True, acks_late=True)
+def tts_stream(reply_to, job_id, speaker_id=None, engine_name=None, trace_id=None, language=None):
+    runners.tts_stream_run(
+        send=requester_sender(reply_to, on_thread_loop()),
+        job_id=job_id,
+        speaker_id=speaker_id,
+        engine_name=engine_name,
+        language=language,
+        cancelled=functools.partial(backends.current().cancel_flags.cancelled, job_id),
+        trace_id=trace_id,
+    )
+
+
 @shared_task(name="voice.tasks.asr_stream", ignore_result=True, acks_late=True)
 def asr_stream(reply_to, job_id, phrases=None, trace_id=None, language=None):
     runners.asr_run(
@@ -39,4 +52,4 @@ def asr_stream(reply_to, job_id, phrases=None, trace_id=None, language=None):
     )
 
 
-TASKS = {"tts": tts_synthesize, "asr": asr_stream}
+TASKS = {"tts": tts_synthesize, "tts_stream": tts_stream, "asr": asr_stream}

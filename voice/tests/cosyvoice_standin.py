@@ -28,6 +28,14 @@ What it imitates of the model's behaviour, and nothing more:
   `frontend.zero_shot_prompt_texts`); `text_normalize` leaves a text with `<|` and `|>` in it as it is
   (the text frontend is skipped, as upstream does for CosyVoice3's prefix); `add_zero_shot_spk` does not
   normalise its prompt text at all.
+- a generator as `tts_text` (upstream's bi-streaming, since 07e4775), as upstream takes it:
+  `text_normalize` returns `[generator]` untouched (no normalising); `frontend_zero_shot` gives the model
+  `_extract_text_token_generator(generator)`, which takes the next string only when the LLM asks for its
+  next text token and yields its tokens one by one (the stand-in's tokens are characters); `llm_job`
+  asserts there is no vLLM and runs `llm.inference_bistream`, which makes MIX_RATIO[1] speech tokens for
+  every MIX_RATIO[0] text tokens as they come and the rest after the text ends (the stand-in leaves out the
+  prompt's speech tokens that upstream mixes in first). Each string taken is recorded in
+  `calls.text_pieces` with how many chunks the model had yielded by then.
 Tensors are numpy float32 arrays (torch is not installed here); `tensor_type = FakeTensor` yields objects
 with torch's `.detach().cpu().numpy()` instead. spk2info.pt is written with pickle, not torch.save.
 
@@ -44,6 +52,7 @@ import time
 import uuid
 import wave
 from dataclasses import dataclass, field
+from typing import Generator
 
 import numpy as np
 
@@ -58,6 +67,7 @@ ENDOFPROMPT = "<|endofprompt|>"  # token 151646, which upstream's CosyVoice3LM a
 # CosyVoice3Model.silent_tokens: after 5 in a row, llm_job drops further silent tokens (CosyVoice2: none)
 COSYVOICE3_SILENT_TOKENS = (1, 2, 28, 29, 55, 248, 494, 2241, 2242, 2322, 2323)
 MAX_SILENT_TOKENS = 5
+MIX_RATIO = (5, 15)  # cosyvoice2.yaml llm.mix_ratio: text tokens, speech tokens (bi-streaming)
 
 
 @dataclass
@@ -68,6 +78,8 @@ class Calls:
     inference: list = field(default_factory=list)  # dicts: arguments, hop lengths, yielded arrays
     closed_early: int = 0  # inference generators closed before their end
     llm_errors: dict = field(default_factory=dict)  # request id -> what killed its LLM thread (not upstream's)
+    text_pieces: list = field(default_factory=list)  # dicts: piece (a string of a generator tts_text), chunks_before
+    chunks_yielded: int = 0  # chunks the model has yielded, all calls together
     active: int = 0  # requests inside the model: their generator or their LLM thread still running
     max_active: int = 0  # most requests inside the model at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,15 +133,36 @@ class StandInLLM:
             time.sleep(0)  # let other threads run, as a GPU-bound LLM thread does
             yield i % 6561
 
+    def inference_bistream(self, text, prompt_text=""):
+        """Qwen2LM.inference_bistream: text tokens are read from the generator as they come."""
+        made, cached = 0, 0
+        for _token in text:  # blocks until the next text token exists
+            cached += 1
+            while cached >= MIX_RATIO[0]:  # upstream: 5 text tokens in, 15 speech tokens (then a fill token)
+                cached -= MIX_RATIO[0]
+                for _ in range(MIX_RATIO[1]):
+                    time.sleep(0)
+                    yield made % 6561
+                    made += 1
+        for _ in range(cached * MIX_RATIO[1] // MIX_RATIO[0] or 1):  # no more text: decode to the end
+            time.sleep(0)
+            yield made % 6561
+            made += 1
+
 
 class StandInLLM3(StandInLLM):
-    """CosyVoice3LM: as Qwen2LM, but it asserts `<|endofprompt|>` in the prompt text + text first."""
+    """CosyVoice3LM: as Qwen2LM, but it asserts `<|endofprompt|>` in the prompt text + text first (in the
+    prompt text alone for a text generator)."""
 
     def inference(self, text, prompt_text="", uuid=""):
         assert ENDOFPROMPT in f"{prompt_text}{text}", (
             "<|endofprompt|> not detected in CosyVoice3 text or prompt_text, check your input!"
         )
         yield from super().inference(text, prompt_text, uuid)
+
+    def inference_bistream(self, text, prompt_text=""):
+        assert ENDOFPROMPT in prompt_text, "<|endofprompt|> not detected in CosyVoice3 prompt_text, check your input!"
+        yield from super().inference_bistream(text, prompt_text)
 
 
 class StandInModel:
@@ -155,7 +188,14 @@ class StandInModel:
     def llm_job(self, text, prompt_text, llm_prompt_speech_token, llm_embedding, uuid):
         silent = 0
         try:
-            for token in self.llm.inference(text=text, prompt_text=prompt_text, uuid=uuid):
+            if isinstance(text, Generator):
+                assert not hasattr(self.llm, "vllm"), (
+                    "streaming input text is only implemented for CosyVoice2/3 and do not support vllm!"
+                )
+                tokens = self.llm.inference_bistream(text=text, prompt_text=prompt_text)
+            else:
+                tokens = self.llm.inference(text=text, prompt_text=prompt_text, uuid=uuid)
+            for token in tokens:
                 if token in self.silent_tokens:
                     silent += 1
                     if silent > MAX_SILENT_TOKENS:
@@ -206,9 +246,20 @@ class StandInModel3(StandInModel):
         super().__init__(calls, speech_tokens=speech_tokens, grows_hop_len=grows_hop_len, silent_tokens=silent_tokens)
 
 
+class StandInVllm:
+    """`CosyVoice2Model.llm.vllm` after `load_vllm`: only what the adapter touches (stopping.release)."""
+
+    def __init__(self):
+        self.aborted = []
+
+    def abort_request(self, request_id):
+        self.aborted.append(request_id)
+
+
 class StandInFrontEnd:
-    def __init__(self, spk2info_path, prompt_info=None):
+    def __init__(self, spk2info_path, prompt_info=None, calls=None):
         self._prompt_info = prompt_info  # what the stand-in "extracts" from a prompt (its class's form)
+        self._calls = calls
         self.zero_shot_prompt_texts = []  # the prompt texts frontend_zero_shot was given, in order
         if os.path.exists(spk2info_path):
             with open(spk2info_path, "rb") as f:
@@ -218,21 +269,38 @@ class StandInFrontEnd:
         self.normalized = []  # texts given to text_normalize
 
     def text_normalize(self, text, split=True, text_frontend=True):
-        """Upstream spells out numbers, applies wetext and splits long text; the stand-in folds spaces."""
+        """Upstream spells out numbers, applies wetext and splits long text; the stand-in folds spaces.
+        A generator is returned as it is, in a list: upstream skips its text frontend for one."""
         self.normalized.append(text)
+        if isinstance(text, Generator):
+            return [text]
         if "<|" in text and "|>" in text:  # upstream skips its text frontend for such text
             text_frontend = False
         text = " ".join(text.split()) if text_frontend and text else text
         return [text] if split else text
 
+    def _extract_text_token(self, text):
+        """Upstream's tokens of a text; the stand-in's are its characters. A generator is tokenised lazily."""
+        if isinstance(text, Generator):
+            return self._extract_text_token_generator(text), [0]  # upstream: a dummy text_token_len
+        return text, [len(text)]
+
+    def _extract_text_token_generator(self, text_generator):
+        for text in text_generator:  # the next string, only when the LLM wants its next text token
+            if self._calls is not None:
+                self._calls.text_pieces.append({"piece": text, "chunks_before": self._calls.chunks_yielded})
+            text_token, _ = self._extract_text_token(text)
+            yield from text_token
+
     def frontend_zero_shot(self, tts_text, prompt_text, prompt_wav, resample_rate, zero_shot_spk_id):
         """The model input of a zero-shot request: the prompt's (or the registered speaker's) plus the text."""
+        tts_text_token, _ = self._extract_text_token(tts_text)
         if zero_shot_spk_id == "":
             self.zero_shot_prompt_texts.append(prompt_text)
             model_input = self._prompt_info(prompt_text, prompt_wav)
         else:
             model_input = {**self.spk2info[zero_shot_spk_id]}  # KeyError for an unknown id, as upstream
-        model_input["text"] = tts_text
+        model_input["text"] = tts_text_token
         return model_input
 
 
@@ -282,9 +350,11 @@ class CosyVoice2StandIn:
         hyper_yaml_path = f"{model_dir}/{self.yaml_name}"
         if not os.path.exists(hyper_yaml_path):
             raise ValueError(f"{hyper_yaml_path} not found!")
-        self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt", prompt_info=self._prompt_info)
+        self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt", prompt_info=self._prompt_info, calls=self.calls)
         self.sample_rate = SAMPLE_RATE
         self.model = self.model_class(self.calls, speech_tokens=self.speech_tokens, grows_hop_len=self.grows_hop_len)
+        if options.get("load_vllm"):  # upstream: model.load_vllm sets model.llm.vllm
+            self.model.llm.vllm = StandInVllm()
 
     # --- the prompt -------------------------------------------------------------------------------
     def _prompt_info(self, prompt_text, prompt):

@@ -239,7 +239,7 @@ def test_worker_timeout(api, settings, monkeypatch):
 
     def stuck(*, send, job_id, phrases=None):  # a worker that never answers
         release.wait(30)
-        list(backends.current().audio.chunks(job_id, idle_timeout=1))  # drain the job's audio
+        list(backends.current().audio.items(job_id, idle_timeout=1))  # drain the job's audio
 
     monkeypatch.setattr("voice.jobs.runners.asr_run", stuck)
     try:

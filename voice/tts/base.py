@@ -1,7 +1,11 @@
-"""The TTS interface: text (one sentence or a few) in, PCM16 chunks out as they are produced."""
+"""The TTS interface: text (one sentence or a few) in, PCM16 chunks out as they are produced.
+
+`stream_text` is the same for one sentence whose text is still being written (an LLM's reply): an
+engine with `takes_text_stream` starts speaking it before its last piece exists; any other engine waits
+for the whole sentence, then speaks it as `stream` does."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -50,6 +54,23 @@ class TTSEngine(ABC):
     @abstractmethod
     def stream(self, text: str, voice: VoiceRef | None = None, language: str | None = None) -> Iterator[bytes]:
         """Yield mono PCM16 little-endian chunks at `self.rate(language)` as they are produced."""
+
+    @property
+    def takes_text_stream(self) -> bool:
+        """True where `stream_text` starts speaking a sentence before its whole text is known: a caller
+        then hands it the pieces as they are written instead of waiting for the sentence's end."""
+        return False
+
+    def stream_text(
+        self, pieces: Iterable[str], voice: VoiceRef | None = None, language: str | None = None
+    ) -> Iterator[bytes]:
+        """Speak ONE sentence whose text arrives in `pieces` (iterating may block while the text is written).
+
+        The pieces joined are the sentence, spaces included (no separator is added). By default the whole
+        text is awaited, then spoken by `stream`; nothing is spoken when it is blank."""
+        text = "".join(pieces)
+        if text.strip():
+            yield from self.stream(text, voice, language)
 
     @abstractmethod
     def default_voice_name(self, language: str | None = None) -> str: ...

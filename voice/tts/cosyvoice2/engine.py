@@ -17,20 +17,24 @@ against the real upstream classes (the older API) on a CPU.
   streams take turns sentence by sentence.
 - A stream closed before its end (a barge-in) or failed stops upstream's LLM thread and releases the
   request's state, which upstream leaves behind (stopping.py); the next call waits until that is done.
+- `stream_text` speaks one sentence while its text is still written: upstream's bi-streaming, a
+  generator as `tts_text` (text_stream.py), through the same call as `stream` (one call under the lock,
+  the guard, the stop); with vLLM, which upstream's bi-streaming refuses, the text is awaited first.
 """
 
 import importlib.util
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ... import text as voice_text
-from ..base import TTSEngine, TTSError, VoiceRef
+from ..base import TTSEngine, TTSError, VoiceRef, language_code
 from .model_dir import COSYVOICE3, accelerated_files, check_model_dir, inspect_model_dir
 from .speaker_cache import SpeakerCache, spkinfo_file_lock
 from .stopping import STOP_TIMEOUT, UpstreamStop, request_ids, stop_requests
+from .text_stream import TextFeed
 from .upstream import (
     UPSTREAM_COMMIT,
     check_api,
@@ -39,6 +43,7 @@ from .upstream import (
     prompt_form,
     register_vllm_model,
     speech_to_pcm16,
+    takes_text_generator,
     torch_cuda_available,
     vllm_available,
 )
@@ -48,6 +53,7 @@ logger = logging.getLogger(__package__)
 MODEL_SAMPLE_RATE = 24000  # cosyvoice2.yaml sample_rate; replaced by the loaded model's value
 WARMUP_TEXT = "Hello, this is a short warm-up sentence."
 MIN_SENTENCE_CHARS = 12  # shorter pieces are merged with their neighbour
+CHINESE_LANGUAGES = frozenset({"zh", "yue"})  # their text is normalised in Chinese chunks (text_stream.py)
 
 
 def split_sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
@@ -241,14 +247,59 @@ class CosyVoice2Engine(TTSEngine):
                     spk_id = self._speaker_id(model, voice)
                 yield from self._synthesise(model, sentence, spk_id)
 
-    def _synthesise(self, model, sentence: str, spk_id: str) -> Iterator[bytes]:
-        """One streamed inference call. Call with self._lock held."""
+    @property
+    def takes_text_stream(self) -> bool:
+        """Upstream's bi-streaming, where it is there: never with vLLM (upstream's llm_job refuses a text
+        generator then); every upstream the adapter accepts has it (text_stream.py), and a loaded model
+        is asked itself (upstream.takes_text_generator)."""
+        if self.options.get("load_vllm"):
+            return False
+        model = self._model
+        return model is None or takes_text_generator(model)
+
+    def stream_text(
+        self, pieces: Iterable[str], voice: VoiceRef | None = None, language: str | None = None
+    ) -> Iterator[bytes]:
+        """One sentence as it is written: upstream reads its text while it speaks (text_stream.py)."""
+        if not self.takes_text_stream:
+            yield from super().stream_text(pieces, voice, language)  # vLLM: the whole sentence first
+            return
+        model = self._ensure_loaded()
+        if not takes_text_generator(model):  # learnt while loading
+            yield from super().stream_text(pieces, voice, language)
+            return
+        normalise = model.frontend.text_normalize
+        feed = TextFeed(
+            pieces,
+            normalise=lambda chunk: normalise(chunk, split=False, text_frontend=True),
+            chinese=language_code(language or "") in CHINESE_LANGUAGES,
+        )
+        try:
+            if not feed.wait_for_text():  # the lock is taken once there is something to say
+                return
+            with self._lock:
+                spk_id = self._speaker_id(model, voice)
+                synthesis = self._synthesise(model, feed.text(), spk_id)
+                try:
+                    for pcm in synthesis:
+                        feed.raise_failure()  # the caller's own error, as its pieces raised it
+                        yield pcm
+                    feed.raise_failure()
+                finally:
+                    feed.close()  # first: upstream's LLM thread, maybe waiting for text, stops now
+                    synthesis.close()
+        finally:
+            feed.close()
+
+    def _synthesise(self, model, tts_text, spk_id: str) -> Iterator[bytes]:
+        """One streamed inference call: `tts_text` is a sentence, or a generator of its text (bi-streaming).
+        Call with self._lock held."""
         self._wait_for_stopped()
         self._reset_hop_len(model)  # the token_hop_len guard
         before = request_ids(model)
         outputs = None
         try:
-            outputs = model.inference_zero_shot(sentence, "", "", zero_shot_spk_id=spk_id, stream=True)
+            outputs = model.inference_zero_shot(tts_text, "", "", zero_shot_spk_id=spk_id, stream=True)
             for item in outputs:
                 pcm = speech_to_pcm16(item["tts_speech"])
                 if pcm:

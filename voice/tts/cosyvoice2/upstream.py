@@ -177,6 +177,20 @@ def as_model_tensor(array: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+def takes_text_generator(model) -> bool:
+    """True where the loaded model speaks a generator as `tts_text` (bi-streaming, upstream 07e4775): its
+    frontend tokenises one lazily, its LLM has `inference_bistream`, and it runs without vLLM (upstream's
+    llm_job asserts that; a failed assertion there would leave the stream waiting forever)."""
+    frontend = getattr(model, "frontend", None)
+    llm = getattr(getattr(model, "model", None), "llm", None)
+    return (
+        callable(getattr(frontend, "_extract_text_token_generator", None))
+        and callable(getattr(frontend, "text_normalize", None))
+        and callable(getattr(llm, "inference_bistream", None))
+        and not hasattr(llm, "vllm")
+    )
+
+
 def prompt_form(model) -> str:
     """PROMPT_PATH or PROMPT_TENSOR_16K, from the parameter names of the installed code."""
     frontend = getattr(model, "frontend", None)
