@@ -96,11 +96,11 @@ class _StreamJob:
         if kind == messages.TTS_OPENED:
             self.opened = True
         elif kind == messages.TTS_CHUNK:
-            queue = self.waiting.get(message.get("sentence"))
+            queue = self.waiting.get(message.get("sentence", -1))
             if queue is not None:
                 queue.put_nowait(message)
         elif kind == messages.TTS_SENTENCE_DONE:
-            queue = self.waiting.pop(message.get("sentence"), None)
+            queue = self.waiting.pop(message.get("sentence", -1), None)
             if queue is not None:  # to its listener, as the done of its own job
                 queue.put_nowait({**message, "type": messages.TTS_DONE})
             self.stream._quiet_since_now(self)
@@ -194,7 +194,8 @@ class SynthesisStream:
                 continue
             job = await self._current_job()
             if item is None:  # open(): the job is started, nothing to say yet
-                self._quiet_since_now(job)
+                if job is not None:
+                    self._quiet_since_now(job)
                 continue
             key, text, speaker_id, language, queue = item
             if job is None or job.ended is not None:

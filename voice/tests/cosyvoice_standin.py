@@ -51,8 +51,8 @@ import threading
 import time
 import uuid
 import wave
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Generator
 
 import numpy as np
 
@@ -396,25 +396,27 @@ class CosyVoice2StandIn:
     def inference_zero_shot(
         self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id="", stream=False, speed=1.0, text_frontend=True
     ):
+        # As upstream: a generator function, one model call per normalised text (a generator: itself).
         normalised_prompt = self.frontend.text_normalize(prompt_text, split=False, text_frontend=text_frontend)
-        info = self.frontend.frontend_zero_shot(tts_text, normalised_prompt, prompt_wav, SAMPLE_RATE, zero_shot_spk_id)
-        record = {
-            "tts_text": tts_text,
-            "prompt_text": prompt_text,
-            "prompt_wav": prompt_wav,
-            "zero_shot_spk_id": zero_shot_spk_id,
-            "stream": stream,
-            "speed": speed,
-            "text_frontend": text_frontend,
-            "hop_len_at_start": self.model.token_hop_len,
-            "chunk_tokens": [],
-            "chunks": [],
-            "thread": threading.get_ident(),
-        }
-        self.calls.inference.append(record)
-        return self._generate(record, info, tts_text, stream, speed)
+        for text in self.frontend.text_normalize(tts_text, split=True, text_frontend=text_frontend):
+            info = self.frontend.frontend_zero_shot(text, normalised_prompt, prompt_wav, SAMPLE_RATE, zero_shot_spk_id)
+            record = {
+                "tts_text": tts_text,
+                "prompt_text": prompt_text,
+                "prompt_wav": prompt_wav,
+                "zero_shot_spk_id": zero_shot_spk_id,
+                "stream": stream,
+                "speed": speed,
+                "text_frontend": text_frontend,
+                "hop_len_at_start": self.model.token_hop_len,
+                "chunk_tokens": [],
+                "chunks": [],
+                "thread": threading.get_ident(),
+            }
+            self.calls.inference.append(record)
+            yield from self._generate(record, info, stream, speed)
 
-    def _generate(self, record, info, tts_text, stream, speed):
+    def _generate(self, record, info, stream, speed):
         """`CosyVoice2Model.tts`: state keyed by a new request id, an LLM thread, then the hops it makes."""
         model = self.model
         request_id = str(uuid.uuid1())
@@ -423,7 +425,7 @@ class CosyVoice2StandIn:
             model.tts_speech_token_dict[request_id], model.llm_end_dict[request_id] = [], False
             model.hift_cache_dict[request_id] = None
         self.calls.enter(request_id)
-        llm = threading.Thread(target=model.llm_job, args=(tts_text, info["prompt_text"], None, None, request_id))
+        llm = threading.Thread(target=model.llm_job, args=(info["text"], info["prompt_text"], None, None, request_id))
         record["llm_thread"] = llm
         llm.start()
         finished = False
@@ -483,6 +485,7 @@ class CosyVoice2StandIn:
         speech = (self.amplitude * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32).reshape(1, n)
         record["chunk_tokens"].append(tokens)
         record["chunks"].append(speech.copy())
+        self.calls.chunks_yielded += 1  # made to be yielded at once
         return {"tts_speech": self.tensor_type(speech) if self.tensor_type else speech}
 
 

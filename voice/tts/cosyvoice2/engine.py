@@ -26,7 +26,7 @@ import importlib.util
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
 from ... import text as voice_text
@@ -291,7 +291,7 @@ class CosyVoice2Engine(TTSEngine):
         finally:
             feed.close()
 
-    def _synthesise(self, model, tts_text, spk_id: str) -> Iterator[bytes]:
+    def _synthesise(self, model, tts_text, spk_id: str) -> Generator[bytes, None, None]:
         """One streamed inference call: `tts_text` is a sentence, or a generator of its text (bi-streaming).
         Call with self._lock held."""
         self._wait_for_stopped()
