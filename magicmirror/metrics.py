@@ -92,6 +92,7 @@ TOOL_CALLS = Counter("mm_tool_calls", "Tool calls made by the LLM, by tool and o
 TOOL_SECONDS = Histogram(
     "mm_tool_call_seconds", "One tool call, from its arguments to its result.", ["tool"], buckets=LATENCY_BUCKETS
 )
+VOICE_JOBS = Counter("mm_voice_jobs", "Voice jobs started by this process, by kind (asr, tts, tts_stream).", ["kind"])
 SESSIONS_ACTIVE = Gauge("mm_voice_sessions_active", "Open voice WebSocket sessions (this process).")
 
 METRIC_NAMES = (
@@ -109,6 +110,7 @@ METRIC_NAMES = (
     "mm_barge_ins_total",
     "mm_tool_calls_total",
     "mm_tool_call_seconds",
+    "mm_voice_jobs_total",
     "mm_voice_sessions_active",
     "mm_voice_queue_depth",
 )
@@ -121,6 +123,10 @@ def session_opened() -> None:
 
 def session_closed() -> None:
     SESSIONS_ACTIVE.dec()
+
+
+def voice_job_started(kind: str) -> None:
+    VOICE_JOBS.labels(kind=kind).inc()
 
 
 def turn_started(source: str) -> None:

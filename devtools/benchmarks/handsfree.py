@@ -46,6 +46,7 @@ async def one_clip(stack: Stack, ws, clip: dict) -> dict:
     t0 = time.perf_counter()
     speech_end = t0 + clip["end"] / 1000
     requests_before = streamed_requests(stack.llm)
+    first_request = len(stack.llm.requests)
 
     async def send():
         for index, start in enumerate(range(0, len(pcm), step)):
@@ -53,7 +54,7 @@ async def one_clip(stack: Stack, ws, clip: dict) -> dict:
             await ws.send(pcm[start : start + step])
 
     sender = asyncio.create_task(send())
-    result = {"final_s": None, "audio_s": None, "cut_off": False}
+    result = {"final_s": None, "audio_s": None, "cut_off": False, "final_text": None, "partials": []}
     try:
         deadline = speech_end + NO_REPLY_AFTER_S
         while True:
@@ -70,7 +71,10 @@ async def one_clip(stack: Stack, ws, clip: dict) -> dict:
             event = json.loads(message)
             if event["type"] == "error":
                 raise RuntimeError(f"{event['code']}: {event['message']}")
+            if event["type"] == "partial":
+                result["partials"].append((round((now - speech_end) * 1000), event["text"]))
             if event["type"] == "final" and event.get("text") and result["final_s"] is None:
+                result["final_text"] = event["text"]
                 result["final_s"] = now - speech_end
                 result["cut_off"] = now < speech_end
     finally:
@@ -79,6 +83,7 @@ async def one_clip(stack: Stack, ws, clip: dict) -> dict:
     if result["final_s"] is not None:
         await stop_reply(ws)  # only the first audio counts
     result["llm_requests"] = streamed_requests(stack.llm) - requests_before
+    result["requests"] = [b["messages"] for b in list(stack.llm.requests)[first_request:] if b.get("stream")]
     await ws.send(json.dumps({"type": "configure", "conversation_id": None}))
     while json.loads(await ws.recv())["type"] != "ready":
         pass

@@ -53,6 +53,7 @@ class InProcessBackend:
         call = functools.partial(self._run, loop, runners.runner(kind), reply_to, job_id=job_id, **kwargs)
         future = loop.run_in_executor(self._thread_pool(), call)
         future.add_done_callback(functools.partial(_log_failure, job_id))
+        metrics.voice_job_started(kind)
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -95,6 +96,7 @@ class WorkerBackend:
             logger.warning("Could not queue %s: %s", task.name, exc)
             metrics.observe_error("voice_unavailable")
             raise JobNotStarted("The voice service cannot be reached right now.") from exc
+        metrics.voice_job_started(kind)
 
 
 IN_PROCESS = InProcessBackend()

@@ -1,0 +1,89 @@
+"""One synthesis stream per turn against one job per sentence, side by side in one run (issue 18).
+
+Two stacks as the voice loop's overhead figures use them (daphne + a worker with 8 threads, the
+instant `silence` engine, an instant LLM in its own process writing a two-sentence reply), one with
+VOICE_TTS_STREAM on and one with it off, measured round by round in turn so both see the same load:
+
+* a spoken turn's orchestration overhead (message sent -> `audio_done`), p50 / p95, its first audio,
+  and the synthesis jobs it started (the web process's mm_voice_jobs_total);
+* turns per second with `sessions` sessions talking back to back (no think time) on the one worker:
+  a stream holds a worker thread for its turn, a per-sentence job only while it speaks.
+"""
+
+import asyncio
+import time
+from contextlib import ExitStack
+
+from devtools.localprocs import stop_process
+
+from .voice_loop import INSTANT_REPLY, Stack, llm_process, overhead, percentile, start_session, typed_turn
+
+MODES = {"per_sentence": "false", "stream": "true"}
+
+
+async def tts_jobs_started(stack: Stack) -> float:
+    """Synthesis jobs (one-text and stream) the web process has started, from its /metrics."""
+    async with stack.http() as http:
+        body = (await http.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("mm_voice_jobs_total{") and 'kind="tts' in line
+    )
+
+
+async def throughput(stack: Stack, sessions: int, turns: int) -> float:
+    """Spoken turns per second, `sessions` sessions each doing `turns` turns back to back."""
+
+    async def one():
+        ws = await stack.socket()
+        try:
+            await start_session(ws, voice_output=True)
+            for _ in range(turns):
+                await typed_turn(ws, "ping")
+        finally:
+            await ws.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(sessions)))
+    return sessions * turns / (time.perf_counter() - started)
+
+
+def run(*, rounds: int = 4, turns_per_round: int = 15, sessions: int = 16, out=print, database_url: str = "") -> dict:
+    results: dict[str, float] = {}
+    started = time.monotonic()
+    with ExitStack() as guard:
+        llm_proc, llm_url = llm_process(INSTANT_REPLY)
+        guard.callback(stop_process, llm_proc)
+        stacks = {}
+        for mode, flag in MODES.items():
+            stack = Stack(
+                llm_url=llm_url,
+                tts_engine="silence",
+                database_url=database_url,
+                preload="tts",
+                extra_env={"VOICE_TTS_STREAM": flag},
+            )
+            guard.callback(stack.stop)
+            stack.start()
+            stacks[mode] = stack
+        out(f"[{time.monotonic() - started:5.0f} s] up: two stacks (stream on / off), silence engine, instant LLM")
+        turns: dict[str, list] = {mode: [] for mode in MODES}
+        rates: dict[str, list] = {mode: [] for mode in MODES}
+        jobs = dict.fromkeys(MODES, 0.0)
+        for _ in range(rounds):
+            for mode, stack in stacks.items():
+                before = asyncio.run(tts_jobs_started(stack))
+                turns[mode] += asyncio.run(overhead(stack, turns_per_round))
+                jobs[mode] += asyncio.run(tts_jobs_started(stack)) - before
+                rates[mode].append(asyncio.run(throughput(stack, sessions, 3)))
+        for mode in MODES:
+            ends = [turn["end"] * 1000 for turn in turns[mode]]
+            firsts = [turn["first_audio"] * 1000 for turn in turns[mode]]
+            results[f"tts_{mode}_overhead_p50_ms"] = percentile(ends, 50)
+            results[f"tts_{mode}_overhead_p95_ms"] = percentile(ends, 95)
+            results[f"tts_{mode}_first_audio_p50_ms"] = percentile(firsts, 50)
+            results[f"tts_{mode}_jobs_per_turn"] = jobs[mode] / len(turns[mode])
+            results[f"tts_{mode}_turns_per_s_{sessions}"] = sorted(rates[mode])[len(rates[mode]) // 2]
+        out(f"[{time.monotonic() - started:5.0f} s] measured")
+    return results

@@ -1,0 +1,20 @@
+"""`manage.py benchmark --tts-stream`'s harness runs end to end (tiny amounts: the figures are not judged here)."""
+
+import pytest
+
+from devtools.benchmarks import tts_stream
+
+
+@pytest.mark.services_only
+def test_a_tiny_run_compares_the_stream_with_a_job_per_sentence():
+    lines = []
+    results = tts_stream.run(rounds=1, turns_per_round=2, sessions=2, out=lines.append)
+
+    assert "up: two stacks" in lines[0] and "measured" in lines[-1]
+    # The reply has two sentences: one stream job a turn, or one job per sentence.
+    assert results["tts_stream_jobs_per_turn"] == 1
+    assert results["tts_per_sentence_jobs_per_turn"] == 2
+    for mode in ("stream", "per_sentence"):
+        assert 0 < results[f"tts_{mode}_first_audio_p50_ms"] <= results[f"tts_{mode}_overhead_p50_ms"]
+        assert results[f"tts_{mode}_overhead_p50_ms"] <= results[f"tts_{mode}_overhead_p95_ms"]
+        assert results[f"tts_{mode}_turns_per_s_2"] > 0
