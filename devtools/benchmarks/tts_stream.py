@@ -6,17 +6,31 @@ VOICE_TTS_STREAM on and one with it off, measured round by round in turn so both
 
 * a spoken turn's orchestration overhead (message sent -> `audio_done`), p50 / p95, its first audio,
   and the synthesis jobs it started (the web process's mm_voice_jobs_total);
+* time to first audio of a typed turn with Piper and the fake LLM (300 ms to the first token, 30
+  tokens/s) minus its floor (voice_loop's `ttfa_*` figures), the two designs and the floor interleaved;
 * turns per second with `sessions` sessions talking back to back (no think time) on the one worker:
   a stream holds a worker thread for its turn, a per-sentence job only while it speaks.
 """
 
 import asyncio
+import statistics
 import time
 from contextlib import ExitStack
 
+from devtools.fake_llm import FakeLLMServer
 from devtools.localprocs import stop_process
 
-from .voice_loop import INSTANT_REPLY, Stack, llm_process, overhead, percentile, start_session, typed_turn
+from .voice_loop import (
+    INSTANT_REPLY,
+    Stack,
+    llm_process,
+    overhead,
+    percentile,
+    start_session,
+    ttfa_floor,
+    ttfa_streamed,
+    typed_turn,
+)
 
 MODES = {"per_sentence": "false", "stream": "true"}
 
@@ -49,9 +63,41 @@ async def throughput(stack: Stack, sessions: int, turns: int) -> float:
     return sessions * turns / (time.perf_counter() - started)
 
 
-def run(*, rounds: int = 4, turns_per_round: int = 15, sessions: int = 16, out=print, database_url: str = "") -> dict:
+def ttfa(rounds: int, out, started: float, database_url: str) -> dict[str, float]:
+    """Time to first audio minus floor, Piper, per design (medians), measured round by round in turn."""
     results: dict[str, float] = {}
+    with ExitStack() as guard:
+        llm = guard.enter_context(FakeLLMServer(api_key="sk-bench"))
+        stacks = {}
+        for mode, flag in MODES.items():
+            stack = Stack(
+                llm_url=llm.base_url,
+                llm=llm,
+                tts_engine="piper",
+                database_url=database_url,
+                preload="tts",
+                extra_env={"VOICE_TTS_STREAM": flag},
+            )
+            guard.callback(stack.stop)
+            stack.start()
+            stacks[mode] = stack
+        out(f"[{time.monotonic() - started:5.0f} s] up: two stacks (stream on / off), Piper, the fake LLM")
+        samples: dict[str, list] = {mode: [] for mode in [*MODES, "floor"]}
+        for _ in range(rounds):
+            for mode, stack in stacks.items():
+                samples[mode] += asyncio.run(ttfa_streamed(stack, 1))
+            samples["floor"] += ttfa_floor(1)
+        floor = statistics.median(samples["floor"])
+        results["tts_ttfa_floor_ms"] = floor
+        for mode in MODES:
+            results[f"tts_{mode}_ttfa_ms"] = statistics.median(samples[mode])
+            results[f"tts_{mode}_ttfa_overhead_ms"] = results[f"tts_{mode}_ttfa_ms"] - floor
+    return results
+
+
+def run(*, rounds: int = 4, turns_per_round: int = 15, sessions: int = 16, out=print, database_url: str = "") -> dict:
     started = time.monotonic()
+    results = ttfa(rounds * 2, out, started, database_url)
     with ExitStack() as guard:
         llm_proc, llm_url = llm_process(INSTANT_REPLY)
         guard.callback(stop_process, llm_proc)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools.fake_llm import Reply
 from voice.tts import registry
@@ -40,7 +41,14 @@ def phonemes(text: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
+def jobs_started(kind: str) -> float:
+    return REGISTRY.get_sample_value("mm_voice_jobs_total", {"kind": kind}) or 0.0
+
+
 async def spoken(ws, fake_llm, reply: str):  # noqa: F811
+    """The sentences of the reply as spoken: text, (engine, voice, language). One synthesis stream
+    speaks all of them, whichever engines it takes."""
+    streams, one_offs = jobs_started("tts_stream"), jobs_started("tts")
     fake_llm.queue(Reply(reply, tokens_per_s=400), Reply("标题"))
     await ws.send_json_to({"type": "start", "protocol": 1, "voice_output": True})
     assert (await ws.receive_json_from(10))["type"] == "ready"
@@ -49,6 +57,7 @@ async def spoken(ws, fake_llm, reply: str):  # noqa: F811
     assert frames, "no audio"
     assert not [e for e in events if e["type"] in ("error", "notice")]
     sentences = [e for e in events if e["type"] == "sentence"]
+    assert (jobs_started("tts_stream") - streams, jobs_started("tts") - one_offs) == (1, 0)
     return [(e["text"], (e.get("engine"), e.get("voice"), e.get("language"))) for e in sentences]
 
 
