@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from magicmirror import metrics
 from magicmirror.logging import new_trace_id
 from voice import jobs
-from voice.asr.base import SAMPLE_RATE
+from voice.asr.base import SAMPLE_RATE, clean_transcript
 from voice.audio import StreamResampler
 from voice.jobs import messages
 
@@ -28,6 +28,7 @@ from .protocol import SessionError
 from .turn_end import TurnEndPolicy, judge
 
 RECENT_BYTES = SAMPLE_RATE * 2 * 8  # the end-of-turn model hears the last 8 s
+HELD_BYTES = SAMPLE_RATE * 2 * 3 // 10  # after a split, the next job starts with 300 ms before the speech
 
 if TYPE_CHECKING:
     from .session import VoiceSession
@@ -105,71 +106,173 @@ class HandsFreeGate:
         self.vad.reset()
 
 
+class _Segment:
+    """One recognition job of an utterance (an utterance split at a pause has several)."""
+
+    def __init__(self, channel: str, job_id: str):
+        self.channel, self.job_id = channel, job_id
+        self.ended = False  # its audio_end was sent: its final comes soon
+        self.split = False  # ended at a pause, not at the utterance's end
+
+
 class Utterance:
-    """One stretch of user speech on its way to a recognition job."""
+    """One stretch of user speech on its way to recognition jobs.
+
+    Usually one job. When the session prepares replies at pauses (live.preemptive) the job is ended
+    at each pause (`split`): Vosk gives a final transcript only for audio it is told has ended, and
+    its partial lags the audio and differs from that final (measured in the hands-free benchmark:
+    no prepared reply matched). The final of the audio so far is what the turn will say if the user
+    says nothing more, so the reply is prepared from it. If the user goes on, a new job recognises
+    the rest, and the utterance's final transcript is the finals of its jobs joined.
+    """
 
     def __init__(self, session: "VoiceSession", utterance_id: int):
         self.session = session
         self.id = utterance_id
-        self.job_id: str | None = None
-        self.channel: str | None = None
         self.seconds = 0.0
         self.ended = False
         self.ended_at: float | None = None
         self.speech_ended_at: float | None = None  # hands-free: when the speech before the end stopped
-        self.partial = ""  # the recogniser's latest partial transcript
+        self.partial = ""  # the latest transcript: the finals so far and the open job's partial
         self.recent = bytearray()  # the last seconds of audio (what the end-of-turn model hears)
         self.trace_id = new_trace_id()  # joins web and worker log lines of this turn
         self.listener: asyncio.Task | None = None
+        self.on_split_final: Callable[[Utterance], Awaitable[None]] | None = None
+        self._phrases = None
+        self._segments: list[_Segment] = []
+        self._open: _Segment | None = None  # the job audio goes to; None between a split and new speech
+        self._finals: list[str] = []  # the finals of the segments recognised so far
+        self._changed = asyncio.Event()  # a segment was added or the utterance ended
+        self._held = bytearray()  # quiet audio after a split: the next job's pre-roll
+
+    @property
+    def job_id(self) -> str | None:
+        return self._segments[-1].job_id if self._segments else None
+
+    @property
+    def channel(self) -> str | None:
+        return self._segments[-1].channel if self._segments else None
 
     async def start(self, phrases) -> None:
-        self.channel = await jobs.new_reply_channel()
-        self.job_id = await jobs.asr_start(
-            reply_to=self.channel,
-            phrases=phrases,
+        self._phrases = phrases
+        await self._open_segment()
+        self.listener = asyncio.create_task(self._listen())
+
+    async def _open_segment(self) -> None:
+        channel = await jobs.new_reply_channel()
+        job_id = await jobs.asr_start(
+            reply_to=channel,
+            phrases=self._phrases,
             trace_id=self.trace_id,
             language=getattr(self.session, "spoken_language", None),
         )
-        self.listener = asyncio.create_task(self._listen())
+        self._open = _Segment(channel, job_id)
+        self._segments.append(self._open)
+        self._changed.set()
 
-    async def feed(self, pcm16k: bytes) -> None:
-        assert self.job_id is not None
+    async def feed(self, pcm16k: bytes, speech: bool = True) -> None:
+        """`speech`: the frame has speech (after a split, quiet is held back until speech resumes)."""
         self.seconds += len(pcm16k) / 2 / SAMPLE_RATE
         self.recent += pcm16k
         if len(self.recent) > RECENT_BYTES:
             del self.recent[: len(self.recent) - RECENT_BYTES]
-        await jobs.audio_put(self.job_id, pcm16k)
+        if self._open is None:
+            self._held += pcm16k
+            if len(self._held) > HELD_BYTES:
+                del self._held[: len(self._held) - HELD_BYTES]
+            if not speech:
+                return
+            await self._open_segment()
+            pcm16k, self._held = bytes(self._held), bytearray()
+        assert self._open is not None
+        await jobs.audio_put(self._open.job_id, pcm16k)
+
+    @property
+    def splittable(self) -> bool:
+        return self._open is not None and not self.ended
+
+    async def split(self) -> None:
+        """A pause: end the open job, so that its final (the transcript so far) comes now."""
+        segment = self._open
+        if segment is None or self.ended:
+            return
+        self._open = None
+        segment.ended = segment.split = True
+        await jobs.audio_end(segment.job_id)
 
     async def end(self) -> None:
         if not self.ended:
             self.ended = True
             self.ended_at = time.monotonic()
-            assert self.job_id is not None
-            await jobs.audio_end(self.job_id)
+            self._changed.set()
+            segment, self._open = self._open, None
+            if segment is not None:
+                segment.ended = True
+                await jobs.audio_end(segment.job_id)
+
+    @property
+    def transcript(self) -> str:
+        """The finals of the segments recognised so far, joined as one recogniser would write them."""
+        return self._joined()
+
+    def _joined(self, partial: str | None = None) -> str:
+        texts = [*self._finals, partial] if partial is not None else self._finals
+        if len(texts) == 1:
+            return texts[0]  # one job: its text as it is
+        return clean_transcript(" ".join(texts))
 
     async def _listen(self) -> None:
+        """The segments' messages in order; the utterance's final once it has ended and all are in."""
         session = self.session
-        assert self.channel is not None and self.job_id is not None
-        # While the user is still talking a recogniser may rightly say nothing for a long time
-        # (silence, no new words): the job's silence only counts once the utterance has ended.
-        stream = jobs.job_messages(self.channel, self.job_id, may_be_quiet=lambda: not self.ended)
+        index = 0
         try:
-            async for message in stream:
-                kind = message["type"]
-                if kind == messages.ASR_PARTIAL:
-                    self.partial = message["text"]
-                    await session.emit({"type": "partial", "utterance_id": self.id, "text": message["text"]})
-                    await session.on_partial(self, message["text"])
-                elif kind == messages.ASR_FINAL:
-                    if self.ended_at is not None:
-                        metrics.observe_transcript_latency(time.monotonic() - self.ended_at)
-                    if self.speech_ended_at is not None:
-                        metrics.observe_turn_stage("final", time.monotonic() - self.speech_ended_at)
-                    await session.on_final(self, message["text"])
-                elif kind == messages.ASR_ERROR:
-                    await session.on_utterance_error(self, message["code"], message["message"])
+            while True:
+                while index >= len(self._segments):
+                    if self.ended:
+                        await self._final()
+                        return
+                    self._changed.clear()
+                    await self._changed.wait()
+                segment = self._segments[index]
+                index += 1
+                if not await self._listen_segment(segment):
+                    return
+                if segment.split and index == len(self._segments) and not self.ended:
+                    # The transcript so far, as final as it gets: shown, and the session may prepare.
+                    self.partial = self.transcript
+                    if self.partial:
+                        await session.emit({"type": "partial", "utterance_id": self.id, "text": self.partial})
+                    if self.on_split_final is not None:
+                        await self.on_split_final(self)
         except jobs.JobTimeout:
             await session.on_utterance_error(self, "voice_worker_timeout", "Speech recognition did not answer in time.")
+
+    async def _listen_segment(self, segment: _Segment) -> bool:
+        """True once the segment's final is in; False after an error (reported)."""
+        session = self.session
+        # While the user is still talking a recogniser may rightly say nothing for a long time
+        # (silence, no new words): the job's silence only counts once the segment has ended.
+        stream = jobs.job_messages(segment.channel, segment.job_id, may_be_quiet=lambda: not segment.ended)
+        async for message in stream:
+            kind = message["type"]
+            if kind == messages.ASR_PARTIAL:
+                self.partial = self._joined(message["text"])
+                await session.emit({"type": "partial", "utterance_id": self.id, "text": self.partial})
+                await session.on_partial(self, self.partial)
+            elif kind == messages.ASR_FINAL:
+                self._finals.append(message["text"])
+                return True
+            elif kind == messages.ASR_ERROR:
+                await session.on_utterance_error(self, message["code"], message["message"])
+                return False
+        return False
+
+    async def _final(self) -> None:
+        if self.ended_at is not None:
+            metrics.observe_transcript_latency(time.monotonic() - self.ended_at)
+        if self.speech_ended_at is not None:
+            metrics.observe_turn_stage("final", time.monotonic() - self.speech_ended_at)
+        await self.session.on_final(self, self.transcript)
 
     def cancel(self) -> None:
         if self.listener and not self.listener.done():
@@ -248,7 +351,7 @@ class Listening:
             raise SessionError(
                 f"Utterances are limited to {limit:g} seconds; this one was ended there.", code="utterance_too_long"
             )
-        await utterance.feed(pcm16k)
+        await utterance.feed(pcm16k, speech=gate is None or gate.trailing_silence_ms == 0)
         if gate is None:
             return
         if gate.speech_ended:
@@ -272,9 +375,29 @@ class Listening:
             return
         pause = self._pause = object()
         utterance.speech_ended_at = time.monotonic() - silence_ms / 1000
-        await self.session.on_pause(utterance)
+        if self._prepares(utterance):
+            # The reply is prepared from the final of the audio so far, once it comes (Utterance).
+            utterance.on_split_final = lambda split: self._split_final(split, pause)
+            await utterance.split()
+        else:
+            await self.session.on_pause(utterance)
         if policy is not None and policy.model is not None:
             self.judging = asyncio.create_task(self._judge(utterance, pause, policy))
+
+    def _prepares(self, utterance: Utterance) -> bool:
+        """Will the session prepare a reply at this pause (live.session on_pause)? Then the job is split."""
+        session = self.session
+        return (
+            bool(getattr(session, "preemptive", False))
+            and not getattr(session, "turn_running", False)
+            and bool(utterance.partial.strip())
+            and utterance.splittable
+        )
+
+    async def _split_final(self, utterance: Utterance, pause: object) -> None:
+        async with self._lock:
+            if self.utterance is utterance and self._pause is pause:  # the pause is still going on
+                await self.session.on_pause(utterance)
 
     async def _judge(self, utterance: Utterance, pause: object, policy: TurnEndPolicy) -> None:
         assert policy.model is not None

@@ -412,7 +412,7 @@ COSYVOICE_DEFAULT_PROMPT_TEXT = env.str("COSYVOICE_DEFAULT_PROMPT_TEXT", default
 # Where voice jobs run: Celery workers (asr and tts queues) when Redis is configured, else threads
 # inside the web process. The same services run either way.
 VOICE_JOBS_IN_PROCESS = env.bool("VOICE_JOBS_IN_PROCESS", default=EMBEDDED)
-VOICE_IN_PROCESS_THREADS = env.int("VOICE_IN_PROCESS_THREADS", default=4)
+VOICE_IN_PROCESS_THREADS = env.int("VOICE_IN_PROCESS_THREADS", default=8)
 # A job that says nothing for this long is given up (worker dead, queue stuck): the requester
 # gets an error event. The first message may take longer (queueing, a cold model).
 VOICE_JOB_FIRST_MESSAGE_TIMEOUT = env.float("VOICE_JOB_FIRST_MESSAGE_TIMEOUT", default=30.0)

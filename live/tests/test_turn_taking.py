@@ -276,6 +276,22 @@ async def test_the_silence_rule_alone_when_the_model_is_turned_off(user, turn_se
 
 
 # -- preemptive replies ------------------------------------------------------------------------------
+# The reply is prepared from the recogniser's FINAL transcript of the audio before the pause: at the
+# pause the utterance's job is ended (split), so its final comes then. Vosk's partial lags the audio
+# and differs from its final (the hands-free benchmark: not one prepared reply matched when it was
+# prepared from the partial), so the partials below lag on purpose.
+async def prepared_at_pause(session, asr, fake_llm, final, *, text=None, requests=1):
+    """The pause split the job: its `final` comes, and the session prepares the reply to the
+    utterance's transcript so far (`text`: the finals joined; default `final`)."""
+    job = asr.last
+    assert asr.ended[-1:] == [job]  # the job was ended at the pause ...
+    asr.final(final, job)  # ... so the recogniser gives its final for the audio so far
+    assert await asyncio.to_thread(fake_llm.wait_for_requests, requests)
+    prepared = session._prepared
+    assert prepared is not None and prepared.text == (text or final)
+    return prepared
+
+
 async def test_a_preemptive_reply_is_used_when_the_transcript_matches(user, turn_settings, asr, fake_llm, tts):
     fake_llm.queue(Reply("Sure. Here it is."), Reply("Title"))
     client, model = Client(), ScriptedModel(0.9)
@@ -283,19 +299,21 @@ async def test_a_preemptive_reply_is_used_when_the_transcript_matches(user, turn
     try:
         used = counter("mm_preemptive_generations_total", outcome="used")
         await speak(session, 600)
-        asr.partial("tell me a story")
+        asr.partial("tell me a")  # the partial lags the audio: the last word is not in it yet
         await client.until_event("partial")
+        model.hold()  # the model answers after the recogniser
         await pause(session, 210)
-        prepared = session._prepared
-        assert prepared is not None
+        prepared = await prepared_at_pause(session, asr, fake_llm, "tell me a story")
         await asyncio.wait_for(prepared._task, 20)  # the LLM has answered, all of it buffered
         assert tts == ["Sure."]  # the first piece synthesised ahead
-        await verdict(session)
         # Nothing of it was sent or saved before the turn ended.
         assert {e["type"] for e in client.events()} <= {"ready", "state", "partial"}
         assert await Message.objects.acount() == 0
-        asr.final("tell me a story")
+        model.release()
+        await verdict(session)  # the turn ends: its transcript is that final, no other job was opened
         await client.until_event("audio_done")
+        assert asr.ended == ["asr1"] and len(asr.queues) == 1
+        assert [e["text"] for e in client.events("final")] == ["tell me a story"]
         assert [r.get("stream") for r in fake_llm.requests].count(True) == 1  # one reply request (and the title)
         assert fake_llm.requests[0]["messages"][-1]["content"] == "tell me a story"
         assert tts == ["Sure.", "Here it is."]  # the first piece was not synthesised twice
@@ -303,6 +321,101 @@ async def test_a_preemptive_reply_is_used_when_the_transcript_matches(user, turn
         reply = await Message.objects.aget(role="assistant")
         assert reply.content == "Sure. Here it is." and not reply.interrupted
         assert counter("mm_preemptive_generations_total", outcome="used") == used + 1
+    finally:
+        model.release()
+        await session.close()
+
+
+async def test_with_the_silence_rule_the_prepared_reply_is_used_when_the_silence_ends_the_turn(
+    user, turn_settings, asr, fake_llm, tts
+):
+    """The benchmark's case: the partial 200 ms into the pause lags the final; the reply prepared
+    at the pause is the turn's when the 700 ms silence ends it (one LLM request, not two)."""
+    turn_settings.TURN_DETECTION = "silence"
+    turn_settings.VAD_SILENCE_MS = 700
+    fake_llm.queue(Reply("A table for two, done."), Reply("Title"))
+    client, model = Client(), ScriptedModel(0.99)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        await speak(session, 900)
+        asr.partial("I would like to book a")
+        await client.until_event("partial")
+        await pause(session, 210)
+        await prepared_at_pause(session, asr, fake_llm, "I would like to book a table")
+        assert {e["type"] for e in client.events()} <= {"ready", "state", "partial"}
+        await pause(session, 510)  # 720 ms of quiet: the silence rule ends the turn
+        await client.until_event("reply_done")
+        assert [e["text"] for e in client.events("final")] == ["I would like to book a table"]
+        assert [r.get("stream") for r in fake_llm.requests].count(True) == 1
+        assert "".join(e["text"] for e in client.events("delta")) == "A table for two, done."
+        assert asr.ended == ["asr1"] and len(asr.queues) == 1  # the quiet after the split went to no job
+    finally:
+        await session.close()
+
+
+async def test_speech_after_the_split_is_recognised_by_a_new_job_and_the_finals_joined(
+    user, turn_settings, asr, fake_llm, tts
+):
+    """The user goes on after the pause: the prepared reply is dropped, the rest of the utterance
+    (with a short pre-roll) goes to a new job, and the turn's transcript is both finals."""
+    turn_settings.TURN_DETECTION = "silence"
+    turn_settings.VAD_SILENCE_MS = 700
+    fake_llm.queue(Reply("Half an answer.", pause_after=2), Reply("The real answer."), Reply("T"))
+    client, model = Client(), ScriptedModel(0.99)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        discarded = counter("mm_preemptive_generations_total", outcome="discarded")
+        await speak(session, 600)
+        asr.partial("I would")
+        await client.until_event("partial")
+        await pause(session, 210)
+        await prepared_at_pause(session, asr, fake_llm, "I would like")
+        await pause(session, 90)  # quiet after the split: held, sent to no job
+        assert len(asr.queues) == 1
+        await speak(session, 300)  # the user goes on
+        assert session._prepared is None
+        assert counter("mm_preemptive_generations_total", outcome="discarded") == discarded + 1
+        assert len(asr.queues) == 2 and asr.last == "asr2"
+        asr.partial("some", "asr2")
+        await client.until_event("partial", text="I would like some")  # shown with what came before
+        await pause(session, 210)  # a second pause: a second split, a second preparation
+        fake_llm.release()
+        await prepared_at_pause(session, asr, fake_llm, "some tea", text="I would like some tea", requests=2)
+        await pause(session, 510)
+        await client.until_event("reply_done")
+        assert asr.ended == ["asr1", "asr2"]
+        assert [e["text"] for e in client.events("final")] == ["I would like some tea"]
+        assert [r.get("stream") for r in fake_llm.requests].count(True) == 2  # the discarded one, the used one
+        assert "".join(e["text"] for e in client.events("delta")) == "The real answer."
+        assert "Half" not in str(client.events())
+        assert [m async for m in Message.objects.order_by("id").values_list("content", flat=True)] == [
+            "I would like some tea",
+            "The real answer.",
+        ]
+    finally:
+        fake_llm.release()
+        await session.close()
+
+
+async def test_no_split_without_preemptive_replies(user, turn_settings, asr, fake_llm, tts):
+    """Preemptive off: one job per utterance, ended only when the turn ends, as before."""
+    turn_settings.TURN_PREEMPTIVE = False
+    turn_settings.TURN_DETECTION = "silence"
+    turn_settings.VAD_SILENCE_MS = 700
+    fake_llm.queue(Reply("Fine."), Reply("T"))
+    client, model = Client(), ScriptedModel(0.99)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        await speak(session, 600)
+        asr.partial("hello there")
+        await client.until_event("partial")
+        await pause(session, 660)
+        assert asr.ended == [] and session._prepared is None
+        await pause(session, 60)
+        assert asr.ended == ["asr1"]
+        asr.final("hello there")
+        await client.until_event("reply_done")
+        assert [e["text"] for e in client.events("final")] == ["hello there"]
     finally:
         await session.close()
 
@@ -321,18 +434,21 @@ async def test_a_preemptive_reply_in_a_new_conversation_has_the_persona_and_is_u
     try:
         used = counter("mm_preemptive_generations_total", outcome="used")
         await speak(session, 600)
-        asr.partial("给我讲个故事")
+        asr.partial("给我讲")
         await client.until_event("partial")
+        model.hold()
         await pause(session, 210)
-        await asyncio.wait_for(session._prepared._task, 20)
+        prepared = await prepared_at_pause(session, asr, fake_llm, "给我讲个故事")
+        await asyncio.wait_for(prepared._task, 20)
         assert "你的名字：小白。" in fake_llm.requests[0]["messages"][0]["content"]
+        model.release()
         await verdict(session)
-        asr.final("给我讲个故事")
         await client.until_event("reply_done")
         assert [r.get("stream") for r in fake_llm.requests].count(True) == 1
         assert "".join(e["text"] for e in client.events("delta")) == "好的，我来讲。"
         assert counter("mm_preemptive_generations_total", outcome="used") == used + 1
     finally:
+        model.release()
         await session.close()
 
 
@@ -346,17 +462,19 @@ async def test_a_preemptive_reply_is_dropped_when_the_user_goes_on(user, turn_se
         asr.partial("I would like")
         await client.until_event("partial")
         await pause(session, 210)
-        await asyncio.to_thread(fake_llm.wait_for_requests, 1)
+        await prepared_at_pause(session, asr, fake_llm, "I would like")
         await verdict(session)  # the model says "not finished"
         await speak(session, 300)  # and the user goes on
         assert session._prepared is None
         assert counter("mm_preemptive_generations_total", outcome="discarded") == discarded + 1
         fake_llm.release()
-        asr.partial("I would like some tea")
-        await client.until_event("partial", count=2)
+        asr.partial("some")
+        await client.until_event("partial", text="I would like some")
+        model.hold()
         await pause(session, 210)
+        await prepared_at_pause(session, asr, fake_llm, "some tea", text="I would like some tea", requests=2)
+        model.release()
         await verdict(session)
-        asr.final("I would like some tea")
         await client.until_event("audio_done")
         assert [r.get("stream") for r in fake_llm.requests].count(True) == 2  # the discarded one, the used one
         deltas = "".join(e["text"] for e in client.events("delta"))
@@ -366,6 +484,7 @@ async def test_a_preemptive_reply_is_dropped_when_the_user_goes_on(user, turn_se
             "The real answer.",
         ]
     finally:
+        model.release()
         fake_llm.release()
         await session.close()
 
@@ -380,14 +499,16 @@ async def test_a_preemptive_tool_call_runs_only_in_the_confirmed_turn(user, turn
     session = await open_session(user, client, model, voice_output=True)
     try:
         await speak(session, 600)
-        asr.partial("十分钟后提醒我关火")
+        asr.partial("十分钟后提醒我")
         await client.until_event("partial")
+        model.hold()
         await pause(session, 210)
-        await asyncio.wait_for(session._prepared._task, 20)  # the call is buffered ...
-        await verdict(session)
+        prepared = await prepared_at_pause(session, asr, fake_llm, "十分钟后提醒我关火")
+        await asyncio.wait_for(prepared._task, 20)  # the call is buffered ...
         assert await Reminder.objects.acount() == 0  # ... and has not acted
         assert not client.events("tool_call")
-        asr.final("十分钟后提醒我关火")
+        model.release()
+        await verdict(session)
         await client.until_event("audio_done")
         assert [e["name"] for e in client.events("tool_result")] == ["set_reminder"]
         assert await Reminder.objects.filter(owner=user, text="关火").acount() == 1
@@ -395,6 +516,7 @@ async def test_a_preemptive_tool_call_runs_only_in_the_confirmed_turn(user, turn
         assert len(streamed) == 2 and streamed[1]["messages"][-1]["role"] == "tool"  # prepared, continuation
         assert [e["text"] for e in client.events("sentence")] == ["好的。"]
     finally:
+        model.release()
         await session.close()
 
 
@@ -406,41 +528,110 @@ async def test_a_discarded_preemptive_tool_call_never_acts(user, turn_settings, 
     session = await open_session(user, client, model, voice_output=False)
     try:
         await speak(session, 600)
-        asr.partial("remind me")
+        asr.partial("remind")
         await client.until_event("partial")
         await pause(session, 210)
-        await asyncio.wait_for(session._prepared._task, 20)
+        prepared = await prepared_at_pause(session, asr, fake_llm, "remind me")
+        await asyncio.wait_for(prepared._task, 20)
         await verdict(session)  # not finished
         await speak(session, 300)  # the user goes on: the prepared call is dropped
         assert session._prepared is None
-        asr.partial("remind me of nothing, tell me a joke")
+        asr.partial("of nothing, tell me a joke")
         await client.until_event("partial", count=2)
+        model.hold()
         await pause(session, 210)
+        text = "remind me of nothing, tell me a joke"
+        await prepared_at_pause(session, asr, fake_llm, "of nothing, tell me a joke", text=text, requests=2)
+        model.release()
         await verdict(session)
-        asr.final("remind me of nothing, tell me a joke")
         await client.until_event("reply_done")
         assert await Reminder.objects.acount() == 0 and not client.events("tool_result")
         assert "".join(e["text"] for e in client.events("delta")) == "The real answer."
     finally:
+        model.release()
         await session.close()
 
 
-async def test_a_preemptive_reply_for_another_transcript_is_not_used(user, turn_settings, asr, fake_llm, tts):
-    fake_llm.queue(Reply("Wrong one."), Reply("Right one."), Reply("T"))
+async def test_a_preemptive_reply_whose_request_is_not_the_turns_is_not_used(user, turn_settings, asr, fake_llm, tts):
+    """Same transcript, other messages (the persona changed between the pause and the turn): the
+    prepared reply is dropped and the turn asks the LLM with its own request."""
+    from memory.models import MemoryProfile
+
+    fake_llm.queue(Reply("Stale one."), Reply("Fresh one."), Reply("T"))
     client, model = Client(), ScriptedModel(0.9)
     session = await open_session(user, client, model, voice_output=False)
     try:
+        discarded = counter("mm_preemptive_generations_total", outcome="discarded")
         await speak(session, 600)
-        asr.partial("whether")
+        asr.partial("what is the")
         await client.until_event("partial")
+        model.hold()
         await pause(session, 210)
-        await asyncio.wait_for(session._prepared._task, 20)
+        prepared = await prepared_at_pause(session, asr, fake_llm, "what is the weather")
+        await asyncio.wait_for(prepared._task, 20)
+        await MemoryProfile.objects.acreate(user=user, persona_name="Robin")
+        model.release()
         await verdict(session)
-        asr.final("weather")  # the final differs from the partial
         await client.until_event("reply_done")
-        assert "".join(e["text"] for e in client.events("delta")) == "Right one."
-        assert fake_llm.requests[1]["messages"][-1]["content"] == "weather"
+        assert "".join(e["text"] for e in client.events("delta")) == "Fresh one."
+        streamed = [r for r in fake_llm.requests if r.get("stream")]
+        assert len(streamed) == 2 and streamed[1]["messages"][-1]["content"] == "what is the weather"
+        assert "Robin" in streamed[1]["messages"][0]["content"] and "Robin" not in streamed[0]["messages"][0]["content"]
+        assert counter("mm_preemptive_generations_total", outcome="discarded") == discarded + 1
     finally:
+        model.release()
+        await session.close()
+
+
+async def test_a_turn_that_starts_before_the_prepared_request_is_known_waits_for_it(
+    user, turn_settings, asr, fake_llm, tts, monkeypatch
+):
+    """The model says yes the moment the transcript so far comes: the turn asks for its LLM stream
+    while the prepared reply is still reading its messages. It waits for them (the same request:
+    used), instead of dropping the prepared reply and asking the LLM a second time."""
+    from live import preemptive
+
+    gate = asyncio.Event()  # the prepared reply's read of its messages waits for the turn
+    read = preemptive.db_call
+
+    async def held_read(*args, **kwargs):  # waits here, not in the database thread the turn needs too
+        await gate.wait()
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(preemptive, "db_call", held_read)
+    asked_before_known = []
+    stream_for = preemptive.PreparedReply.stream_for
+
+    def turn_asks(self, messages, tools=None):
+        asked_before_known.append(not self._request_known.is_set())
+        stream = stream_for(self, messages, tools)
+        gate.set()
+        return stream
+
+    monkeypatch.setattr(preemptive.PreparedReply, "stream_for", turn_asks)
+    fake_llm.queue(Reply("Right away."), Reply("T"))
+    client, model = Client(), ScriptedModel(0.9)
+    session = await open_session(user, client, model, voice_output=False)
+    try:
+        used = counter("mm_preemptive_generations_total", outcome="used")
+        await speak(session, 600)
+        asr.partial("hello")
+        await client.until_event("partial")
+        model.hold()
+        await pause(session, 210)
+        asr.final("hello there", "asr1")
+        await client.until_event("partial", text="hello there")
+        assert session._prepared is not None and session._prepared.messages is None
+        model.release()
+        await verdict(session)
+        await client.until_event("reply_done")
+        assert asked_before_known == [True]
+        assert [r.get("stream") for r in fake_llm.requests].count(True) == 1
+        assert "".join(e["text"] for e in client.events("delta")) == "Right away."
+        assert counter("mm_preemptive_generations_total", outcome="used") == used + 1
+    finally:
+        gate.set()
+        model.release()
         await session.close()
 
 
