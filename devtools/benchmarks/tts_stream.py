@@ -35,6 +35,17 @@ from .voice_loop import (
 MODES = {"per_sentence": "false", "stream": "true"}
 
 
+def start_pair(guard: ExitStack, **stack_options) -> dict[str, Stack]:
+    """One stack per design (VOICE_TTS_STREAM on, off), stopped with `guard`."""
+    stacks = {}
+    for mode, flag in MODES.items():
+        stack = Stack(**stack_options, extra_env={"VOICE_TTS_STREAM": flag})
+        guard.callback(stack.stop)
+        stack.start()
+        stacks[mode] = stack
+    return stacks
+
+
 async def tts_jobs_started(stack: Stack) -> float:
     """Synthesis jobs (one-text and stream) the web process has started, from its /metrics."""
     async with stack.http() as http:
@@ -68,19 +79,9 @@ def ttfa(rounds: int, out, started: float, database_url: str) -> dict[str, float
     results: dict[str, float] = {}
     with ExitStack() as guard:
         llm = guard.enter_context(FakeLLMServer(api_key="sk-bench"))
-        stacks = {}
-        for mode, flag in MODES.items():
-            stack = Stack(
-                llm_url=llm.base_url,
-                llm=llm,
-                tts_engine="piper",
-                database_url=database_url,
-                preload="tts",
-                extra_env={"VOICE_TTS_STREAM": flag},
-            )
-            guard.callback(stack.stop)
-            stack.start()
-            stacks[mode] = stack
+        stacks = start_pair(
+            guard, llm_url=llm.base_url, llm=llm, tts_engine="piper", database_url=database_url, preload="tts"
+        )
         out(f"[{time.monotonic() - started:5.0f} s] up: two stacks (stream on / off), Piper, the fake LLM")
         samples: dict[str, list] = {mode: [] for mode in [*MODES, "floor"]}
         for _ in range(rounds):
@@ -101,18 +102,7 @@ def run(*, rounds: int = 4, turns_per_round: int = 15, sessions: int = 16, out=p
     with ExitStack() as guard:
         llm_proc, llm_url = llm_process(INSTANT_REPLY)
         guard.callback(stop_process, llm_proc)
-        stacks = {}
-        for mode, flag in MODES.items():
-            stack = Stack(
-                llm_url=llm_url,
-                tts_engine="silence",
-                database_url=database_url,
-                preload="tts",
-                extra_env={"VOICE_TTS_STREAM": flag},
-            )
-            guard.callback(stack.stop)
-            stack.start()
-            stacks[mode] = stack
+        stacks = start_pair(guard, llm_url=llm_url, tts_engine="silence", database_url=database_url, preload="tts")
         out(f"[{time.monotonic() - started:5.0f} s] up: two stacks (stream on / off), silence engine, instant LLM")
         turns: dict[str, list] = {mode: [] for mode in MODES}
         rates: dict[str, list] = {mode: [] for mode in MODES}

@@ -170,14 +170,15 @@ class SynthesisStream:
         for job in self._jobs:
             if job.reader is not None:
                 job.reader.cancel()
-            if job.ended is None:
+            # A job that was closed and owes nothing ends by itself (the end of every turn): no flag to set.
+            if job.ended is None and not (job.closing and not job.waiting):
                 with contextlib.suppress(Exception):
                     await asyncio.shield(cancel(job.job_id))
                 with contextlib.suppress(Exception):
                     await backends.current().text.put(job.job_id, END)  # wakes a worker waiting for text
 
     async def wait_closed(self) -> None:
-        """Until every job of the stream has ended (tests, the benchmark)."""
+        """Until every job of the stream has ended (tests)."""
         readers = [job.reader for job in self._jobs if job.reader is not None]
         await asyncio.gather(*readers, return_exceptions=True)
 

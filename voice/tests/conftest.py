@@ -1,5 +1,6 @@
 import pytest
 
+from voice.tts import registry
 from voice.tts.cosyvoice2.model_dir import REQUIRED_MODEL_FILES
 
 
@@ -17,3 +18,20 @@ def model_dir(tmp_path):
     (path / "flow.encoder.fp16.zip").write_bytes(b"")
     (path / "flow.encoder.fp32.zip").write_bytes(b"")
     return path
+
+
+@pytest.fixture
+def in_process(settings):
+    settings.VOICE_JOBS_IN_PROCESS = True
+
+
+@pytest.fixture
+def via_worker(settings, celery_worker_process):
+    settings.VOICE_JOBS_IN_PROCESS = False
+    return celery_worker_process
+
+
+@pytest.fixture
+def piper_default(monkeypatch):
+    """Whatever the chain would pick on this host, these tests speak with Piper."""
+    monkeypatch.setitem(registry._engines, "default", registry.get_tts_engine("piper"))

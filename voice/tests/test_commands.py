@@ -26,11 +26,6 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def piper_default(monkeypatch):
-    monkeypatch.setitem(registry._engines, "default", registry.get_tts_engine("piper"))
-
-
 # -- transcribe -----------------------------------------------------------------------------------
 def test_transcribe_equals_direct_vosk_decoding(tmp_path):
     audio = tmp_path / "ko.wav"

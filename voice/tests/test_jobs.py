@@ -28,23 +28,6 @@ SENTENCES = " ".join(
 KOREAN = "안녕하세요 오늘 날씨가 좋네요"
 
 
-@pytest.fixture
-def in_process(settings):
-    settings.VOICE_JOBS_IN_PROCESS = True
-
-
-@pytest.fixture
-def via_worker(settings, celery_worker_process):
-    settings.VOICE_JOBS_IN_PROCESS = False
-    return celery_worker_process
-
-
-@pytest.fixture
-def piper_default(monkeypatch):
-    """Whatever the chain would pick on this host, these tests speak with Piper."""
-    monkeypatch.setitem(registry._engines, "default", registry.get_tts_engine("piper"))
-
-
 async def collect(**kwargs) -> list[tuple[float, dict]]:
     """(local receive time, message) of every message of a synthesis, as they arrive."""
     return [(time.time(), message) async for message in jobs.synthesize(**kwargs)]

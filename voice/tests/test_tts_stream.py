@@ -25,17 +25,6 @@ TIMEOUT = 60
 SENTENCES = ("Good morning, and welcome back.", "The weather today is mild and clear.", "Bring a jacket tonight.")
 
 
-@pytest.fixture
-def in_process(settings):
-    settings.VOICE_JOBS_IN_PROCESS = True
-
-
-@pytest.fixture
-def via_worker(settings, celery_worker_process):
-    settings.VOICE_JOBS_IN_PROCESS = False
-    return celery_worker_process
-
-
 @pytest.fixture(params=["in_process", "via_worker"])
 def backend(request, settings):
     """Both backends; the worker one where the services run."""
@@ -45,11 +34,6 @@ def backend(request, settings):
         request.getfixturevalue("celery_worker_process")
     settings.VOICE_JOBS_IN_PROCESS = request.param == "in_process"
     return request.param
-
-
-@pytest.fixture
-def piper_default(monkeypatch):
-    monkeypatch.setitem(registry._engines, "default", registry.get_tts_engine("piper"))
 
 
 async def heard(listener) -> list[dict]:
@@ -106,11 +90,17 @@ async def test_a_mixed_language_reply_takes_two_engines_in_one_stream(backend, s
     assert stream.jobs_started == 1
 
 
-async def test_a_stream_nobody_can_start_fails_each_sentence_as_unavailable(backend, monkeypatch):
-    async def refuse(*args, **kwargs):
-        raise backends.JobNotStarted("The voice service cannot be reached right now.")
+async def test_a_stream_nobody_can_start_fails_each_sentence_as_unavailable(settings, monkeypatch):
+    from kombu.exceptions import OperationalError
 
-    monkeypatch.setattr(backends.current(), "start", refuse)
+    from voice.jobs.tasks import tts_stream
+
+    settings.VOICE_JOBS_IN_PROCESS = False
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6380. Connection refused.")
+
+    monkeypatch.setattr(tts_stream, "apply_async", refuse)
     stream = jobs.SynthesisStream()
     first, second = stream.speak("Hello."), stream.speak("Again.")
     for listener in (first, second):
