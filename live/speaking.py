@@ -3,8 +3,13 @@
 A reply has one synthesis stream (voice.jobs.stream), opened as the turn starts, while the LLM is
 still thinking; each sentence goes into it as soon as it is complete, and comes back as that
 sentence's own job messages. With VOICE_TTS_STREAM off, each sentence is its own synthesis job
-(voice.jobs.synthesize). Either way at most VOICE_TTS_PREFETCH sentences are read at once (the one
-playing and the next), so there is no gap between sentences when synthesis keeps up. Audio goes to the client at most
+(voice.jobs.synthesize). Where the worker's engine reads text as it is written (CosyVoice2 without
+vLLM: the stream's `takes_text`), the sentence being written goes in as it grows (`write`), so the
+engine speaks its first words while the LLM writes the rest; its audio is held until its text is
+complete, so that the `sentence` event carries the whole text, as the protocol says.
+
+Either way at most VOICE_TTS_PREFETCH sentences are read at once (the one playing and the next), so
+there is no gap between sentences when synthesis keeps up. Audio goes to the client at most
 `audio_lead_s` ahead of real time: a slow client never makes us buffer much, and a barge-in stops
 what is heard quickly.
 """
@@ -20,11 +25,15 @@ from magicmirror import metrics
 from voice import jobs
 from voice.jobs import messages
 from voice.speech_text import EarText
+from voice.text import speakable
 
 from .protocol import audio_frame
 
 if TYPE_CHECKING:
     from .session import VoiceSession
+
+
+_FENCE_MARKS = set("`~")  # a code fence may start: EarText decides with the whole sentence
 
 
 class SentenceAudio:
@@ -36,6 +45,10 @@ class SentenceAudio:
         self.ear = ear  # what the engine is given (voice/speech_text.py); `text` is what is shown
         self.queue: asyncio.Queue[dict | None] = asyncio.Queue()
         self.task: asyncio.Task | None = None
+        self.written: jobs.WrittenSentence | None = None  # fed as it is written (`text` is known at its end)
+        self.written_text = ""  # what of it has gone to the stream so far
+        self.text_known = asyncio.Event()
+        self.text_known.set()
 
 
 class ReplySpeaker:
@@ -62,6 +75,9 @@ class ReplySpeaker:
         self._paused_at: float | None = None
         self.on_first_audio: Callable[[], None] | None = None  # called once, as the first audio frame goes out
         self._stream: jobs.SynthesisStream | None = None
+        self._writing: SentenceAudio | None = None  # the sentence being written into the stream
+        # Written ahead at most this much: the splitter never cuts a piece shorter (SentenceSplitter.pending).
+        self._write_limit = settings.VOICE_SENTENCE_MAX_CHARS // 3
         if settings.VOICE_TTS_STREAM:
             self._stream = jobs.SynthesisStream(speaker_id=speaker_id, language=self._language)
             self._stream.open()
@@ -70,12 +86,61 @@ class ReplySpeaker:
     def _language(self):
         return getattr(self.session, "spoken_language", None)
 
+    def write(self, pending: str) -> None:
+        """The next sentence, as written so far (the splitter's `pending`): into the stream now if its
+        engine reads text as it is written. Its end comes with `add`. Text in or after a code fence, or
+        with a fence mark, waits for its whole sentence (EarText reads fences per reply)."""
+        stream, sentence = self._stream, self._writing
+        if stream is None or self.failed or not settings.VOICE_TTS_TEXT_AS_WRITTEN or _FENCE_MARKS & set(pending):
+            return
+        text = pending[: self._write_limit]
+        if sentence is None:
+            if not stream.takes_text or self._ear.in_fence or not speakable(text):
+                return
+            sentence = self._writing = SentenceAudio(self._count, "", "")
+            sentence.text_known.clear()
+            sentence.written = stream.begin(text, speaker_id=self.speaker_id, language=self._language)
+            sentence.written_text = text
+            sentence.prepared = sentence.written.messages
+            self._queue(sentence)
+        elif len(text) > len(sentence.written_text) and text.startswith(sentence.written_text):
+            assert sentence.written is not None
+            sentence.written.write(text[len(sentence.written_text) :])
+            sentence.written_text = text
+
+    def _end_written(self, text: str | None) -> bool:
+        """The sentence being written is complete: `text` (None: it ends with what was written). False
+        when `text` does not continue what was written: that ends as written, `text` is another sentence."""
+        sentence, self._writing = self._writing, None
+        assert sentence is not None and sentence.written is not None
+        written = sentence.written_text
+        rest = None
+        if text is not None:
+            ear = self._ear.feed(text)  # keeps the reply's code-fence state, as for any sentence
+            for start in (written, written.rstrip()):
+                if text.startswith(start):
+                    rest = text[len(start) :]
+                    break
+            if rest is not None:
+                sentence.written.end(rest)
+                sentence.text, sentence.ear = text, ear
+        if rest is None:
+            sentence.written.end("")
+            sentence.text = sentence.ear = written.strip()
+        sentence.text_known.set()
+        return rest is not None
+
     def add(self, text: str, audio=None) -> None:
         """The next sentence; `audio`: its synthesis messages, already under way (preemptive)."""
+        if self._writing is not None and audio is None and self._end_written(text):
+            return
         sentence = SentenceAudio(self._count, text, self._ear.feed(text), prepared=audio)
         if audio is None and self._stream is not None and sentence.ear and not self.failed:
             # Into the stream now, in order; read below like a job's messages.
             sentence.prepared = self._stream.speak(sentence.ear, speaker_id=self.speaker_id, language=self._language)
+        self._queue(sentence)
+
+    def _queue(self, sentence: SentenceAudio) -> None:
         self._count += 1
         sentence.task = asyncio.create_task(self._synthesize(sentence))
         self._jobs.append(sentence)
@@ -88,6 +153,8 @@ class ReplySpeaker:
 
     async def finish(self) -> None:
         """No more sentences: returns when the last one has been sent."""
+        if self._writing is not None:
+            self._end_written(None)
         self.sentences.put_nowait(None)
         if self._stream is not None:
             self._stream.close()  # the worker ends the stream once it has spoken what it has
@@ -122,7 +189,9 @@ class ReplySpeaker:
 
     async def _synthesize(self, sentence: SentenceAudio) -> None:
         async with self._prefetch:
-            if self.failed or not sentence.ear:  # nothing to say (only an emoji, a URL, code): no job
+            if sentence.written is None and (
+                self.failed or not sentence.ear
+            ):  # nothing to say (only an emoji, a URL, code): no job
                 sentence.queue.put_nowait(None)
                 return
             source = sentence.prepared or jobs.synthesize(
@@ -143,6 +212,7 @@ class ReplySpeaker:
                 if kind == messages.TTS_CHUNK:
                     await self._playing.wait()
                     if not started:
+                        await sentence.text_known.wait()  # written as it was spoken: all of it first
                         started = True
                         self.spoken.append(sentence.text)
                         await session.emit(self._sentence_event(sentence, message))

@@ -225,6 +225,8 @@ class Turn:
             if self.speaker is not None:
                 for piece in self._splitter.feed(event["text"]):
                     self._add_sentence(piece)
+                if self.prepared is None or self._shown_spoken:  # a prepared first sentence has its audio
+                    self.speaker.write(self._splitter.pending)
         elif kind == "tool_call":
             if self.speaker is not None:
                 for piece in self._splitter.flush():  # what was written before the call is said now

@@ -433,6 +433,9 @@ VOICE_TTS_PREFETCH = env.int("VOICE_TTS_PREFETCH", default=2)
 # with nothing to say (a long tool call) and replaced after VOICE_TTS_STREAM_MAX_SECONDS (under the
 # task time limits); the worker gives a stream up after VOICE_TTS_STREAM_IDLE_TIMEOUT without input.
 VOICE_TTS_STREAM = env.bool("VOICE_TTS_STREAM", default=True)
+# Where the worker's engine reads text as it is written (CosyVoice2 without vLLM), a sentence goes into
+# the stream as the LLM writes it, so speech starts before the sentence is complete.
+VOICE_TTS_TEXT_AS_WRITTEN = env.bool("VOICE_TTS_TEXT_AS_WRITTEN", default=True)
 VOICE_TTS_STREAM_IDLE_SECONDS = env.float("VOICE_TTS_STREAM_IDLE_SECONDS", default=10.0)
 VOICE_TTS_STREAM_MAX_SECONDS = env.float("VOICE_TTS_STREAM_MAX_SECONDS", default=120.0)
 VOICE_TTS_STREAM_IDLE_TIMEOUT = env.float(

@@ -85,6 +85,11 @@ class EarText:
         self.language, self.numbers = language, numbers
         self._in_fence: str | None = None
 
+    @property
+    def in_fence(self) -> bool:
+        """The reply is inside a code fence: what comes next is not said until the fence closes."""
+        return self._in_fence is not None
+
     def feed(self, sentence: str) -> str:
         kept = []
         for line in sentence.split("\n"):

@@ -68,6 +68,14 @@ class SentenceSplitter:
         self._buffer = ""
         self._emitted = 0
 
+    @property
+    def pending(self) -> str:
+        """The piece still being written, as its start will be when it is complete (leading space and
+        stray closing quotes dropped, as `_emit` drops them): what a voice that reads text as it is
+        written may start on. The complete piece starts with it, unless the piece grows past
+        `max_chars` and is cut early; never within its first `max_chars // 3` characters."""
+        return self._buffer.lstrip().lstrip(_CLOSERS).lstrip()
+
     def feed(self, delta: str) -> list[str]:
         """Add streamed text; return the pieces that are complete."""
         self._buffer += delta
@@ -116,6 +124,25 @@ class SentenceSplitter:
                     return cut + 1
             return self.max_chars
         return None
+
+
+def is_chinese(char: str) -> bool:
+    """The range of CosyVoice's `contains_chinese` (cosyvoice/utils/frontend_utils.py)."""
+    return "\u4e00" <= char <= "\u9fff"
+
+
+def word_cut_point(text: str, chinese: bool) -> int:
+    """How much of `text`, a sentence still being written, is whole words: after its last space, or in
+    Chinese text between its last two Chinese characters; 0 when nothing is whole yet."""
+    if chinese:
+        for i in range(len(text) - 1, 0, -1):
+            if is_chinese(text[i - 1]) and is_chinese(text[i]):
+                return i
+        return 0
+    for i in range(len(text), 0, -1):
+        if text[i - 1].isspace():
+            return i if text[:i].strip() else 0
+    return 0
 
 
 def split_sentences(text: str, min_chars: int = 0) -> list[str]:

@@ -46,6 +46,8 @@ class FakeStream:
     """voice.jobs.SynthesisStream over a scripted `synthesize` (the voice.jobs.synthesize signature):
     each sentence spoken into it is that function's messages, as the real stream hands them out."""
 
+    takes_text = False  # as a stream whose engine does not read text as it is written
+
     def __init__(self, synthesize, *, speaker_id=None, language=None, engine_name=None, trace_id=None):
         self._synthesize = synthesize
         self.closed = self.cancelled = False

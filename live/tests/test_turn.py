@@ -51,12 +51,16 @@ class FakeSpeaker:
         self.session, self.turn_id, self.speaker_id = session, turn_id, speaker_id
         self.input_ended_at, self.source = input_ended_at, source
         self.added: list[str] = []
+        self.written: list[str] = []  # what `write` was given: the sentence being written, as it grew
         self.spoken: list[str] = []
         self.finished = self.cancelled = self.hushed = False
         FakeSpeaker.instances.append(self)
 
     def hush(self):
         self.hushed = True
+
+    def write(self, pending):
+        self.written.append(pending)
 
     def add(self, text, audio=None):
         self.added.append(text)

@@ -25,13 +25,14 @@ from .requester import (
     synthesize,
     tts_start,
 )
-from .stream import SynthesisStream
+from .stream import SynthesisStream, WrittenSentence
 
 __all__ = [
     "TERMINAL_TYPES",
     "JobNotStarted",
     "JobTimeout",
     "SynthesisStream",
+    "WrittenSentence",
     "asr_start",
     "audio_end",
     "audio_put",

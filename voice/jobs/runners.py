@@ -7,10 +7,12 @@ Every message carries `t`, the wall-clock time (time.time()) at which the job se
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -22,7 +24,7 @@ from speakers.services import speaker_clone_record
 from ..asr import ASRError, get_asr_engine
 from ..audio import StreamResampler
 from ..speech_text import for_the_ear, sentence_language
-from ..text import split_sentences
+from ..text import is_chinese, split_sentences, word_cut_point
 from ..tts import TTSEngine, TTSError, VoiceRef
 from ..tts.registry import engine_for
 from . import backends, messages
@@ -138,6 +140,65 @@ class VoiceRefs:
         return self._refs[speaker_id]
 
 
+class ChunkWriter:
+    """Engine output as tts.chunk messages, numbered in order, each at most VOICE_TTS_CHUNK_MS of audio,
+    all at one sample rate (an engine of another rate is resampled); `done` gives the done fields."""
+
+    def __init__(self, emit: Callable[[dict], None], rate: int, *, tag: dict, started: float, cancelled=None):
+        self.emit, self.rate, self.tag, self.started, self.cancelled = emit, rate, tag, started, cancelled
+        self.max_bytes = chunk_bytes(rate)
+        self.seq = self.samples = self.piece_index = 0
+
+    def write(self, pieces: Iterator[bytes], engine_rate: int, described: dict) -> None:
+        """One engine's run of output; its first chunk says who speaks (`described`). Raises Cancelled
+        when `cancelled()` says so between pieces; the engine's generator is closed either way."""
+        resample = StreamResampler(engine_rate, self.rate)
+        first_of_part = True
+        try:
+            for pcm in pieces:
+                produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
+                for piece in split_pcm(resample(pcm), self.max_bytes):
+                    chunk = {
+                        "type": messages.TTS_CHUNK,
+                        **self.tag,
+                        "seq": self.seq,
+                        "part": self.piece_index,
+                        "produced": produced,
+                        "pcm": piece,
+                        "sample_rate": self.rate,
+                    }
+                    if first_of_part:  # who speaks is known before the audio: say it with the first chunk
+                        chunk.update(described)
+                        first_of_part = False
+                    if self.seq == 0:
+                        chunk["started"] = self.started
+                    self.emit(chunk)
+                    self.seq += 1
+                    self.samples += len(piece) // 2
+                self.piece_index += 1
+                if self.cancelled is not None and self.cancelled():
+                    raise Cancelled(f"after {self.seq} chunks")
+        finally:
+            close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
+            if close is not None:
+                close()
+
+    def done(self, first: dict, spoken: list[dict], unspoken: list[dict]) -> dict:
+        return {
+            **self.tag,
+            "chunks": self.seq,
+            "samples": self.samples,
+            "duration": self.samples / self.rate,
+            "engine": first["engine"],
+            "voice": first["voice"],
+            "clones": first["clones"],
+            "language": first["language"],
+            "sample_rate": self.rate,
+            "spoken": spoken,
+            "unspoken": unspoken,
+        }
+
+
 def speak_text(
     emit: Callable[[dict], None],
     text: str,
@@ -170,8 +231,7 @@ def speak_text(
     text = tts_text_clean(text)
     parts = tts_route(for_the_ear(text, language, numbers=False), language, engine_name)
     rate = next((p.engine.rate(p.language) for p in parts if p.engine is not None), DEFAULT_RATE)
-    max_bytes = chunk_bytes(rate)
-    seq = samples = piece_index = 0
+    writer = ChunkWriter(emit, rate, tag=tag, started=started, cancelled=cancelled)
     spoken: list[dict] = []
     unspoken: list[dict] = []
     for part in parts:
@@ -181,39 +241,9 @@ def speak_text(
             continue
         info = engine.voice_info(voice, part.language)
         said = "\n".join(s if engine.reads_numbers else for_the_ear(s, part.language) for s in part.sentences)
-        resample = StreamResampler(info.sample_rate, rate)
         described = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": part.language}
         spoken.append({**described, "sentences": len(part.sentences)})
-        first_of_part = True
-        pieces = iter(engine.stream(said, voice, part.language))
-        try:
-            for pcm in pieces:
-                produced = time.time()  # when the engine handed this piece over (Piper: one sentence)
-                for piece in split_pcm(resample(pcm), max_bytes):
-                    chunk = {
-                        "type": messages.TTS_CHUNK,
-                        **tag,
-                        "seq": seq,
-                        "part": piece_index,
-                        "produced": produced,
-                        "pcm": piece,
-                        "sample_rate": rate,
-                    }
-                    if first_of_part:  # who speaks is known before the audio: say it with the first chunk
-                        chunk.update(described)
-                        first_of_part = False
-                    if seq == 0:
-                        chunk["started"] = started
-                    emit(chunk)
-                    seq += 1
-                    samples += len(piece) // 2
-                piece_index += 1
-                if cancelled is not None and cancelled():
-                    raise Cancelled(f"after {seq} chunks")
-        finally:
-            close = getattr(pieces, "close", None)  # a generator: stop the engine's work now
-            if close is not None:
-                close()
+        writer.write(engine.stream(said, voice, part.language), info.sample_rate, described)
         if voice is not None and info.clones:  # the engine has registered this version: the admin shows it
             speaker_clone_record(speaker_id=voice.speaker_id, version=voice.version, engine=info.engine)
     if unspoken:
@@ -225,19 +255,122 @@ def speak_text(
         if silent is not None:
             info = silent.voice_info(voice, lang)
             first = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": lang}
-    return {
-        **tag,
-        "chunks": seq,
-        "samples": samples,
-        "duration": samples / rate,
-        "engine": first["engine"],
-        "voice": first["voice"],
-        "clones": first["clones"],
-        "language": first["language"],
-        "sample_rate": rate,
-        "spoken": spoken,
-        "unspoken": unspoken,
-    }
+    return writer.done(first, spoken, unspoken)
+
+
+# Enough of a sentence's start to tell its language by its script, and so its engine.
+LANGUAGE_HEAD_CHARS = 8
+
+
+def ear_pieces(pieces: Iterable[str], language: str) -> Iterator[str]:
+    """A sentence's pieces, as written, read for the ear (`for_the_ear`: no markdown, emoji or URLs)
+    whole word by whole word, so a URL or an emphasis is never cut in two; the space after a word is
+    kept. TTSError once the text passes TTS_MAX_CHARS."""
+    chinese, buffer, length = language == "zh", "", 0
+    for piece in pieces:
+        length += len(piece)
+        if length > settings.TTS_MAX_CHARS:
+            raise TTSError(f"The text is longer than {settings.TTS_MAX_CHARS} characters.", code="tts_text_too_long")
+        buffer += piece
+        chinese = chinese or any(is_chinese(char) for char in piece)
+        cut = word_cut_point(buffer, chinese)
+        if cut:
+            words, buffer = buffer[:cut], buffer[cut:]
+            if said := for_the_ear(words, language, numbers=False):
+                yield said + (" " if words[-1].isspace() else "")
+    if said := for_the_ear(buffer, language, numbers=False):
+        yield said
+
+
+def speak_as_written(
+    emit: Callable[[dict], None],
+    pieces: Iterator[str],
+    *,
+    voice: VoiceRef | None,
+    language=None,
+    engine_name=None,
+    cancelled: Callable[[], bool] | None = None,
+    tag: dict | None = None,
+) -> dict:
+    """Speak ONE sentence whose text arrives in `pieces` while the LLM writes it (a turn's stream).
+
+    Its first LANGUAGE_HEAD_CHARS tell its language, and so its engine: an engine that reads text as
+    it is written (`takes_text_stream`: CosyVoice2 without vLLM) starts speaking now; any other waits
+    for the whole sentence and speaks it as `speak_text` does. Returns the done fields (`as_written`:
+    whether the engine read it as written)."""
+    started, tag = time.time(), tag or {}
+    head = ""
+    for piece in pieces:
+        head += piece
+        if len(head.strip()) >= LANGUAGE_HEAD_CHARS:
+            break
+    lang = sentence_language(head, language)
+    engine = engine_for(lang, engine_name) if head.strip() else None
+    if engine is None or not engine.takes_text_stream:
+        text = head + "".join(pieces)
+        if not text.strip():  # nothing written after all: no error, no audio
+            return {
+                **ChunkWriter(emit, DEFAULT_RATE, tag=tag, started=started).done(_NOBODY, [], []),
+                "as_written": False,
+            }
+        done = speak_text(
+            emit,
+            text,
+            voice=voice,
+            language=language,
+            engine_name=engine_name,
+            cancelled=cancelled,
+            tag=tag,
+            started=started,
+        )
+        return {**done, "as_written": False}
+    info = engine.voice_info(voice, lang)
+    writer = ChunkWriter(emit, engine.rate(lang), tag=tag, started=started, cancelled=cancelled)
+    described = {"engine": info.engine, "voice": info.voice, "clones": info.clones, "language": lang}
+    writer.write(
+        engine.stream_text(ear_pieces(itertools.chain([head], pieces), lang), voice, lang), info.sample_rate, described
+    )
+    if voice is not None and info.clones:
+        speaker_clone_record(speaker_id=voice.speaker_id, version=voice.version, engine=info.engine)
+    return {**writer.done(described, [{**described, "sentences": 1}], []), "as_written": True}
+
+
+_NOBODY = {"engine": None, "voice": None, "clones": False, "language": None}
+
+
+class SentencePieces:
+    """The pieces of one sentence fed to a stream as it is written: the first item's text, then each
+    following item's, up to the item without `more` (the sentence's end). Read by the engine (maybe
+    from a thread of its own); `drain()` reads what it left, so the stream goes on at the next sentence."""
+
+    def __init__(self, first: dict, items: Iterator[dict]):
+        self._first, self._items = first, items
+        self.ended = not first.get("more")
+        self._started = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                return self._first.get("text", "")
+            if self.ended:
+                raise StopIteration
+            item = next(self._items, None)
+            if item is None:  # the inbox ended mid-sentence (the stream was cancelled)
+                self.ended = True
+                raise StopIteration
+            if item.get("sentence") != self._first["sentence"]:
+                raise TTSError("A sentence's text was interleaved with another's.", code="tts_failed")
+            self.ended = not item.get("more")
+            return item.get("text", "")
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
 
 
 def _job_emit(send: Send, job_id: str) -> Callable[[dict], None]:
@@ -287,6 +420,16 @@ def stream_items(job_id: str) -> Iterator[dict]:
         yield json.loads(item)
 
 
+def reads_as_written(language, engine_name=None) -> bool:
+    """Whether the engine that would speak `language` here reads a sentence as it is written (the
+    requester then feeds it text as the LLM writes it). False when none loads: the first sentence says why."""
+    try:
+        engine = engine_for(sentence_language("", language), engine_name)
+    except TTSError:
+        return False
+    return engine is not None and engine.takes_text_stream
+
+
 @logged_job
 def tts_stream_run(
     *,
@@ -310,20 +453,36 @@ def tts_stream_run(
     voices = VoiceRefs()
     sentence = None
     try:
-        emit({"type": messages.TTS_OPENED})
-        for item in stream_items(job_id):
+        emit({"type": messages.TTS_OPENED, "takes_text": reads_as_written(language, engine_name)})
+        items = stream_items(job_id)
+        for item in items:
             if cancelled is not None and cancelled():
                 raise Cancelled("before a sentence")
             sentence = item["sentence"]
-            done = speak_text(
-                emit,
-                item["text"],
-                voice=voices.get(item.get("speaker_id", speaker_id)),
-                language=item.get("language", language),
-                engine_name=engine_name,
-                cancelled=cancelled,
-                tag={"sentence": sentence},
-            )
+            voice = voices.get(item.get("speaker_id", speaker_id))
+            spoken_in = item.get("language", language)
+            if item.get("more"):  # its text comes as it is written
+                pieces = SentencePieces(item, items)
+                done = speak_as_written(
+                    emit,
+                    pieces,
+                    voice=voice,
+                    language=spoken_in,
+                    engine_name=engine_name,
+                    cancelled=cancelled,
+                    tag={"sentence": sentence},
+                )
+                pieces.drain()
+            else:
+                done = speak_text(
+                    emit,
+                    item["text"],
+                    voice=voice,
+                    language=spoken_in,
+                    engine_name=engine_name,
+                    cancelled=cancelled,
+                    tag={"sentence": sentence},
+                )
             emit({"type": messages.TTS_SENTENCE_DONE, **done})
             sentence = None
         emit({"type": messages.TTS_CLOSED})

@@ -9,6 +9,10 @@ or an in-process queue), speaks them in order and tags its messages with each se
 side hands every sentence's messages to that sentence's own listener, so each reads exactly what a
 one-sentence job (voice.jobs.synthesize) would have sent it: chunks, then a done or an error.
 
+A sentence may also go in as it is written (`begin`, then `write` and `end`), when the worker says
+its engine reads text that way (`takes_text`, from its tts.opened: CosyVoice2 without vLLM): the
+engine starts on the sentence's first words while the LLM is still writing the rest.
+
 Bounds: a stream with nothing to say for VOICE_TTS_STREAM_IDLE_SECONDS (a long tool call) is
 closed, so it does not hold a worker thread, and one older than VOICE_TTS_STREAM_MAX_SECONDS is
 replaced at its next sentence (task time limits); either way the next sentence opens a new job.
@@ -22,6 +26,7 @@ import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -36,6 +41,35 @@ logger = logging.getLogger(__name__)
 _CLOSE = object()  # in the outbox: no more sentences for the current job
 
 
+@dataclass
+class _Feed:
+    """One item of the outbox: a whole sentence, or the start, a piece or the end of one being written."""
+
+    kind: str  # "whole", "begin", "piece", "end"
+    key: int
+    text: str
+    speaker_id: object = None
+    language: str | None = None
+    queue: asyncio.Queue | None = None  # the sentence's listener ("whole" and "begin")
+
+
+class WrittenSentence:
+    """A sentence fed to the stream as it is written: `write` each new piece, then `end` with the rest."""
+
+    def __init__(self, stream: "SynthesisStream", key: int, messages: AsyncIterator[dict]) -> None:
+        self._stream, self.key, self.messages = stream, key, messages
+        self.ended = False
+
+    def write(self, piece: str) -> None:
+        if piece and not self.ended:
+            self._stream._feed(_Feed("piece", self.key, piece))
+
+    def end(self, rest: str = "") -> None:
+        if not self.ended:
+            self.ended = True
+            self._stream._feed(_Feed("end", self.key, rest))
+
+
 class _StreamJob:
     """One job of a stream: its channel, the sentences it still owes, and the task routing its messages."""
 
@@ -44,6 +78,8 @@ class _StreamJob:
         self.job_id = new_job_id()
         self.channel = ""
         self.opened = False  # the worker said it holds the stream
+        self.takes_text = False  # ... and that its engine reads a sentence as it is written
+        self.answered = asyncio.Event()  # opened, or ended without opening
         self.closing = False  # its END is sent: it takes no more sentences
         self.waiting: dict[int, asyncio.Queue] = {}  # sentence key -> its listener's queue
         self.ended: dict | None = None  # the terminal message (closed, or the error every later sentence gets)
@@ -64,10 +100,15 @@ class _StreamJob:
         )
         self.reader = asyncio.create_task(self._read())
 
-    async def put(self, key: int, text: str, speaker_id, language) -> None:
-        item = {"sentence": key, "text": text, "speaker_id": speaker_id}
-        if language:
-            item["language"] = language
+    async def put(self, key: int, text: str, speaker_id=None, language=None, *, more=False, first=True) -> None:
+        """A sentence (`more`: its first piece, or a later one with `first` false), or the end of one."""
+        item: dict = {"sentence": key, "text": text}
+        if first:
+            item["speaker_id"] = speaker_id
+            if language:
+                item["language"] = language
+        if more:
+            item["more"] = True
         await backends.current().text.put(self.job_id, json.dumps(item).encode())
 
     async def close(self) -> None:
@@ -95,6 +136,8 @@ class _StreamJob:
         kind = message["type"]
         if kind == messages.TTS_OPENED:
             self.opened = True
+            self.takes_text = bool(message.get("takes_text"))
+            self.answered.set()
         elif kind == messages.TTS_CHUNK:
             queue = self.waiting.get(message.get("sentence", -1))
             if queue is not None:
@@ -112,6 +155,7 @@ class _StreamJob:
         closed stream that still owed some (it never should), with a failure."""
         self.ended = message
         self.closing = True
+        self.answered.set()
         if message["type"] == messages.TTS_CLOSED:
             message = messages.error("tts", self.job_id, "tts_failed", "The synthesis stream closed early.")
         for queue in self.waiting.values():
@@ -138,21 +182,43 @@ class SynthesisStream:
         self._sender: asyncio.Task | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._cancelled = False
+        self._writing: _StreamJob | None = None  # the job of the sentence being written, till its end
+        self._job_tried = asyncio.Event()  # the sender has started a job, or failed to
 
     def open(self) -> None:
         """Start the job now (the turn starts: a worker holds the stream by the first sentence)."""
         self._ensure_sender()
         self._outbox.put_nowait(None)
 
+    @property
+    def takes_text(self) -> bool:
+        """The running job's engine reads a sentence as it is written (`begin` is worth calling)."""
+        job = self._job
+        return job is not None and job.takes_text and job.ended is None and not job.closing and not self._cancelled
+
     def speak(self, text: str, *, speaker_id=None, language=None) -> AsyncIterator[dict]:
         """This sentence's messages: tts.chunk ..., then tts.done or tts.error (as jobs.synthesize)."""
+        return self._start("whole", text, speaker_id, language)[1]
+
+    def begin(self, text: str, *, speaker_id=None, language=None) -> WrittenSentence:
+        """A sentence whose first piece is `text`; its messages are `.messages` (as `speak` returns them).
+        Nothing else goes into the stream until it has ended."""
+        key, listener = self._start("begin", text, speaker_id, language)
+        return WrittenSentence(self, key, listener)
+
+    def _start(self, kind: str, text: str, speaker_id, language) -> tuple[int, AsyncIterator[dict]]:
         queue: asyncio.Queue = asyncio.Queue()
+        key = next(self._keys)
         if self._cancelled:
             queue.put_nowait(messages.error("tts", None, "tts_failed", "The synthesis stream was cancelled."))
         else:
+            self._feed(_Feed(kind, key, text, speaker_id, language, queue))
+        return key, self._listen(queue)
+
+    def _feed(self, item: _Feed) -> None:
+        if not self._cancelled:
             self._ensure_sender()
-            self._outbox.put_nowait((next(self._keys), text, speaker_id, language, queue))
-        return self._listen(queue)
+            self._outbox.put_nowait(item)
 
     def close(self) -> None:
         """No more sentences: the job ends once it has spoken those it has."""
@@ -177,6 +243,15 @@ class SynthesisStream:
                 with contextlib.suppress(Exception):
                     await backends.current().text.put(job.job_id, END)  # wakes a worker waiting for text
 
+    async def wait_opened(self) -> bool:
+        """Until the current job has opened (True) or failed (False): `takes_text` is known then."""
+        await self._job_tried.wait()
+        job = self._job
+        if job is None:
+            return False
+        await job.answered.wait()
+        return job.opened and job.ended is None
+
     async def wait_closed(self) -> None:
         """Until every job of the stream has ended (tests)."""
         readers = [job.reader for job in self._jobs if job.reader is not None]
@@ -193,23 +268,40 @@ class SynthesisStream:
             if item is _CLOSE:
                 await self._close_job()
                 continue
+            if item is not None and item.kind in ("piece", "end"):
+                await self._feed_written(item)
+                continue
             job = await self._current_job()
             if item is None:  # open(): the job is started, nothing to say yet
                 if job is not None:
                     self._quiet_since_now(job)
                 continue
-            key, text, speaker_id, language, queue = item
+            assert item.queue is not None
             if job is None or job.ended is not None:
                 failed = self._failed or (job.ended if job is not None else None)
-                queue.put_nowait(failed or messages.error("tts", None, "tts_failed", "No synthesis stream."))
+                item.queue.put_nowait(failed or messages.error("tts", None, "tts_failed", "No synthesis stream."))
                 continue
             self._cancel_idle_timer()
-            job.waiting[key] = queue
-            try:
-                await job.put(key, text, speaker_id if speaker_id is not None else self.speaker_id, language)
-            except Exception as exc:  # Redis went away: this sentence, and the job, are lost
-                logger.warning("Could not feed the synthesis stream %s: %s", job.job_id, exc)
-                job._end(messages.error("tts", job.job_id, "voice_unavailable", "The voice service cannot be reached."))
+            job.waiting[item.key] = item.queue
+            speaker_id = item.speaker_id if item.speaker_id is not None else self.speaker_id
+            if item.kind == "begin":
+                self._writing = job
+            await self._put(job, item.key, item.text, speaker_id, item.language, more=item.kind == "begin")
+
+    async def _feed_written(self, item: _Feed) -> None:
+        """A later piece, or the end, of the sentence being written: to its job, if that still runs."""
+        job = self._writing
+        if item.kind == "end":
+            self._writing = None
+        if job is not None and job.ended is None:
+            await self._put(job, item.key, item.text, more=item.kind == "piece", first=False)
+
+    async def _put(self, job: _StreamJob, key: int, text: str, speaker_id=None, language=None, **kind) -> None:
+        try:
+            await job.put(key, text, speaker_id, language, **kind)
+        except Exception as exc:  # Redis went away: this sentence, and the job, are lost
+            logger.warning("Could not feed the synthesis stream %s: %s", job.job_id, exc)
+            job._end(messages.error("tts", job.job_id, "voice_unavailable", "The voice service cannot be reached."))
 
     async def _current_job(self) -> _StreamJob | None:
         """The job to feed: the current one, or a new one when there is none, it has ended, is closing,
@@ -227,8 +319,10 @@ class SynthesisStream:
             await job.start()
         except JobNotStarted as exc:
             self._failed = messages.error("tts", None, "voice_unavailable", str(exc))
+            self._job_tried.set()
             return None
         self._job = job
+        self._job_tried.set()
         self._jobs.append(job)
         self.jobs_started += 1
         return job

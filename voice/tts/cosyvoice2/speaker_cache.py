@@ -168,6 +168,14 @@ class SpeakerCache:
         if isinstance(spk2info, Mapping):
             for stale in [k for k in spk2info if k.startswith(stale_prefix) and k != spk_id]:
                 del spk2info[stale]  # type: ignore[attr-defined]  # an older version of the same voice
+        if isinstance(spk2info, Mapping):
+            # Upstream's frontend_zero_shot writes each request's text into the speaker's own entry (it
+            # rewrites it every call); after a text stream that is a generator, which torch.save cannot
+            # pickle, and the half-written file would lose every speaker at the next start.
+            for entry in spk2info.values():
+                if isinstance(entry, dict):
+                    entry.pop("text", None)
+                    entry.pop("text_len", None)
         try:
             with spkinfo_file_lock(self.model_dir):
                 model.save_spkinfo()

@@ -29,28 +29,12 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
+from voice.text import is_chinese, word_cut_point
+
 logger = logging.getLogger(__package__)
 
 _END = object()  # the pieces have ended
 _CLOSED = object()  # the stream was closed: upstream's LLM thread stops
-
-
-def is_chinese(char: str) -> bool:
-    """The range of upstream's `contains_chinese` (cosyvoice/utils/frontend_utils.py)."""
-    return "\u4e00" <= char <= "\u9fff"
-
-
-def cut_point(text: str, chinese: bool) -> int:
-    """How much of `text` can be normalised now: a prefix of whole words; 0 when none is yet."""
-    if chinese:
-        for i in range(len(text) - 1, 0, -1):
-            if is_chinese(text[i - 1]) and is_chinese(text[i]):
-                return i
-        return 0
-    for i in range(len(text), 0, -1):
-        if text[i - 1].isspace():
-            return i if text[:i].strip() else 0
-    return 0
 
 
 class TextFeed:
@@ -112,7 +96,7 @@ class TextFeed:
                 break
             buffer += item
             chinese = chinese or any(is_chinese(char) for char in item)
-            cut = cut_point(buffer, chinese)
+            cut = word_cut_point(buffer, chinese)
             if cut:
                 chunk, buffer = buffer[:cut], buffer[cut:]
                 normalised = self._normalised(chunk)

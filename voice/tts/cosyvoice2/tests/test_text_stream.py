@@ -13,9 +13,10 @@ from voice.tests.cosyvoice_standin import (
     StandInLLM,
     StandInModel,
 )
+from voice.text import word_cut_point as cut_point
 from voice.tts import TTSError, get_tts_engine
 from voice.tts.cosyvoice2 import engine as engine_module
-from voice.tts.cosyvoice2.text_stream import TextFeed, cut_point
+from voice.tts.cosyvoice2.text_stream import TextFeed
 from voice.tts.espeak import EspeakEngine
 from voice.tts.silence import SilenceEngine
 
