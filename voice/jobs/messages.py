@@ -7,7 +7,8 @@ it, on the job's own clock), plus `trace_id` when the requester gave one. The ty
                       `voice`, `clones`, `started`
 * `voice.tts.done`    `chunks`, `samples`, `duration`, `engine`, `voice`, `clones`, `sample_rate`
 
-A turn's synthesis stream (voice.jobs.stream) sends `voice.tts.opened` first, tags each chunk with the
+A turn's synthesis stream (voice.jobs.stream) sends `voice.tts.opened` first (`takes_text`: its
+engine reads a sentence as it is written; a sentence so spoken has `as_written` in its done), tags each chunk with the
 requester's `sentence` key, ends each sentence with `voice.tts.sentence_done` (the fields of a done),
 and ends with `voice.tts.closed` (or an error, tagged with its `sentence`).
 
