@@ -70,6 +70,8 @@ def llm_process(reply: str) -> tuple[subprocess.Popen, str]:
 
 
 _DATABASES = itertools.count(1)
+_STACK_IDS = itertools.count(1)
+LOG_DIR = os.environ.get("BENCHMARK_LOG_DIR", "")  # keep the stacks' process logs (INFO) there
 
 
 class ThrowawayMySQL:
@@ -142,7 +144,7 @@ class Stack:
             RATELIMIT_ENABLE="false",
             VOICE_WS_MAX_SOCKETS_PER_USER="0",  # every concurrent session is the one benchmark user's
             VOICE_MAX_AUDIO_RATE="2.0",
-            LOG_LEVEL="WARNING",
+            LOG_LEVEL="INFO" if LOG_DIR else "WARNING",
         )
         env.update(self.extra_env)
         if self.mysql is not None:
@@ -177,9 +179,17 @@ class Stack:
         self.cookie = f"sessionid={out.stdout.strip().splitlines()[-1]}"
         queues = f"default,{env['VOICE_ASR_QUEUE']},{env['VOICE_TTS_QUEUE']}"
         worker = [sys.executable, "-m", "celery", "-A", "magicmirror", "worker", "-Q", queues]
-        worker += ["--pool=threads", "-c", "8", "-n", f"bench-{os.getpid()}@localhost", "-l", "warning"]
+        worker += [
+            "--pool=threads",
+            "-c",
+            "8",
+            "-n",
+            f"bench-{os.getpid()}@localhost",
+            "-l",
+            "info" if LOG_DIR else "warning",
+        ]
         self._spawn("worker", worker, env)
-        self.port, self.processes["web"] = start_daphne(env, stdout=subprocess.DEVNULL)
+        self.port, self.processes["web"] = start_daphne(env, stdout=self._log("web"))
         self._wait_for_worker(env)
 
     def _wait_for_worker(self, env):
@@ -191,12 +201,22 @@ class Stack:
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 
     def _spawn(self, name, command, env=None):
-        self.processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        log = self._log(name)
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+
+    def _log(self, name: str):
+        """Where process `name` writes: nowhere, or with BENCHMARK_LOG_DIR a file of this stack's there
+        (a failed run can then be read afterwards)."""
+        if not LOG_DIR:
+            return subprocess.DEVNULL
+        self._stack_id = getattr(self, "_stack_id", None) or next(_STACK_IDS)
+        path = Path(LOG_DIR) / f"stack{self._stack_id}-{name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a")
 
     def stop(self):
-        for process in self.processes.values():
+        # Web and worker first, Redis last: stopped the other way round they log connection tracebacks.
+        for process in reversed(list(self.processes.values())):
             stop_process(process, timeout=20)
         self.processes.clear()
         if self.mysql is not None:
