@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from channels.layers import get_channel_layer
 
 from reminders.delivery import EVENT_TYPE, user_group
+from voice.jobs.receiving import ChannelReader
 from voice.text import split_sentences
 
 from .speaking import ReplySpeaker
@@ -39,14 +40,15 @@ class ReminderListener:
             return
         group = user_group(self.session.user.pk)
         while True:
-            channel = None
+            channel = reader = None
             try:
                 channel = await layer.new_channel()
+                reader = ChannelReader(channel)  # stopped by a message, never a cancelled receive
                 await layer.group_add(group, channel)
                 self.joined.set()
                 while True:
-                    message = await layer.receive(channel)
-                    if message.get("type") == EVENT_TYPE:
+                    message = await reader.get()
+                    if message is not None and message.get("type") == EVENT_TYPE:
                         await self.session.reminder(message["reminder"])
             except asyncio.CancelledError:
                 if channel is not None:
@@ -59,6 +61,9 @@ class ReminderListener:
                 )
                 self.joined.clear()
                 await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                if reader is not None:
+                    reader.release()
 
     async def close(self) -> None:
         self._task.cancel()

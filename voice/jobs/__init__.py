@@ -7,6 +7,7 @@
 * runners.py    the job bodies (tts_run, tts_stream_run, asr_run), run by a task or a thread
 * tasks.py      the Celery tasks; worker.py: engine preload at worker start
 * sending.py    the one way a job sends to its requester (channel layer, with backpressure)
+* receiving.py  the one way a requester reads its private channel (ChannelReader: released, never cancelled)
 * messages.py   the message types
 * inbox.py, cancellation.py, redis_clients.py: what a requester feeds a job (audio, sentences), cancel flags
 """

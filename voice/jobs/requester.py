@@ -21,6 +21,7 @@ from . import backends, messages
 from .backends import JobNotStarted
 from .inbox import END
 from .messages import TERMINAL_TYPES, new_job_id
+from .receiving import ChannelReader
 
 # While a job may rightly stay silent (the user is still talking), its channel is looked at this often.
 QUIET_POLL_S = 0.25
@@ -103,7 +104,6 @@ async def job_messages(
     VOICE_JOB_IDLE_TIMEOUT. `first_timeout` bounds the wait for the first message instead (a stream
     job says at once that it has started, then may rightly be quiet).
     """
-    layer = get_channel_layer()
     loop = asyncio.get_running_loop()
     # The first message may take longer (a queued job waits for a worker); see VOICE_JOB_*_TIMEOUT.
     quiet_allowed = may_be_quiet is not None
@@ -112,16 +112,14 @@ async def job_messages(
         timeout = first_timeout
     deadline = loop.time() + timeout
     tts_started = tts_engine = None
-    pending: asyncio.Future | None = None
+    reader = ChannelReader(channel)  # never a cancelled receive(): see voice.jobs.receiving
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(layer.receive(channel))
             wait = max(0.0, deadline - loop.time())
             if may_be_quiet is not None:
                 wait = min(wait, QUIET_POLL_S)
-            done, _ = await asyncio.wait({pending}, timeout=wait)
-            if not done:
+            message = await reader.get(timeout=wait)
+            if message is None:
                 if may_be_quiet is not None and may_be_quiet():
                     timeout = settings.VOICE_JOB_IDLE_TIMEOUT
                     deadline = loop.time() + timeout
@@ -129,7 +127,6 @@ async def job_messages(
                     metrics.observe_error("voice_worker_timeout")
                     raise JobTimeout(f"The voice job {job_id} did not answer within {timeout:g} s.")
                 continue
-            message, pending = pending.result(), None
             if message.get("job_id") != job_id:
                 continue  # a late message of an earlier job on a reused channel: does not reset the clock
             tts_started, tts_engine = _observe(message, tts_started, tts_engine)
@@ -139,8 +136,7 @@ async def job_messages(
             timeout = settings.VOICE_JOB_IDLE_TIMEOUT
             deadline = loop.time() + timeout
     finally:
-        if pending is not None:
-            pending.cancel()
+        reader.release()
 
 
 def _observe(message: dict, tts_started, tts_engine):
