@@ -122,8 +122,11 @@ class FakeTensor:
 class StandInLLM:
     """The speech-token LLM (`CosyVoice2Model.llm`): `inference` yields one token at a time."""
 
-    def __init__(self, speech_tokens=None):
+    def __init__(self, speech_tokens=None, endless_final_decode=False):
         self.speech_tokens = speech_tokens  # tokens per request; None: TOKENS_PER_CHAR a character
+        # Upstream's decode after a text generator ends only at the model's end-of-speech token, which a
+        # model may never write (the real-class tests' random weights never do): it then runs for ever.
+        self.endless_final_decode = endless_final_decode
 
     def tokens_for(self, text) -> int:
         return self.speech_tokens if self.speech_tokens is not None else max(1, TOKENS_PER_CHAR * len(text))
@@ -144,7 +147,9 @@ class StandInLLM:
                     time.sleep(0)
                     yield made % 6561
                     made += 1
-        for _ in range(cached * MIX_RATIO[1] // MIX_RATIO[0] or 1):  # no more text: decode to the end
+        final = cached * MIX_RATIO[1] // MIX_RATIO[0] or 1  # no more text: decode to the end
+        while self.endless_final_decode or final > 0:
+            final -= 1
             time.sleep(0)
             yield made % 6561
             made += 1
@@ -170,14 +175,14 @@ class StandInModel:
 
     llm_class = StandInLLM
 
-    def __init__(self, calls, speech_tokens=None, grows_hop_len=True, silent_tokens=()):
+    def __init__(self, calls, speech_tokens=None, grows_hop_len=True, silent_tokens=(), endless_final_decode=False):
         self.token_hop_len = 25
         self.silent_tokens = list(silent_tokens)
         if grows_hop_len:  # the current generation (since upstream f26cde5)
             self.token_max_hop_len = 4 * self.token_hop_len
             self.stream_scale_factor = 2
         self.lock = threading.Lock()
-        self.llm = self.llm_class(speech_tokens)
+        self.llm = self.llm_class(speech_tokens, endless_final_decode=endless_final_decode)
         # dicts keyed by request id, as upstream's
         self.tts_speech_token_dict = {}
         self.llm_end_dict = {}
@@ -217,6 +222,8 @@ class StandInModel:
             raise
         finally:
             self._calls.leave(uuid)  # counting only: upstream has no such finally, and none is needed here
+            with self.tokens_changed:  # however the job ended (SystemExit too): upstream's stream polls
+                self.tokens_changed.notify_all()
 
     def wait_for_tokens(self, request_id, needed) -> None:
         """Until `needed` tokens exist for the request or its LLM has ended."""
@@ -242,8 +249,8 @@ class StandInModel3(StandInModel):
 
     llm_class = StandInLLM3
 
-    def __init__(self, calls, speech_tokens=None, grows_hop_len=True, silent_tokens=COSYVOICE3_SILENT_TOKENS):
-        super().__init__(calls, speech_tokens=speech_tokens, grows_hop_len=grows_hop_len, silent_tokens=silent_tokens)
+    def __init__(self, calls, silent_tokens=COSYVOICE3_SILENT_TOKENS, **kwargs):
+        super().__init__(calls, silent_tokens=silent_tokens, **kwargs)
 
 
 class StandInVllm:
@@ -322,6 +329,7 @@ class CosyVoice2StandIn:
     fail_inference = False  # raise after the first streamed chunk, as a CUDA error in the flow would
     speech_tokens = None  # tokens the LLM makes per call; None: TOKENS_PER_CHAR a character
     grows_hop_len = True  # the token_hop_len bug of the current generation
+    endless_final_decode = False  # the LLM never ends after a text generator (as random weights)
     yaml_name = "cosyvoice2.yaml"
     model_class = StandInModel
 
@@ -352,7 +360,12 @@ class CosyVoice2StandIn:
             raise ValueError(f"{hyper_yaml_path} not found!")
         self.frontend = StandInFrontEnd(f"{model_dir}/spk2info.pt", prompt_info=self._prompt_info, calls=self.calls)
         self.sample_rate = SAMPLE_RATE
-        self.model = self.model_class(self.calls, speech_tokens=self.speech_tokens, grows_hop_len=self.grows_hop_len)
+        self.model = self.model_class(
+            self.calls,
+            speech_tokens=self.speech_tokens,
+            grows_hop_len=self.grows_hop_len,
+            endless_final_decode=self.endless_final_decode,
+        )
         if options.get("load_vllm"):  # upstream: model.load_vllm sets model.llm.vllm
             self.model.llm.vllm = StandInVllm()
 
@@ -430,7 +443,10 @@ class CosyVoice2StandIn:
         llm.start()
         finished = False
         try:
-            tokens = model.tts_speech_token_dict[request_id]
+
+            def tokens():  # looked up each time, as upstream does (the adapter may swap a request's list)
+                return model.tts_speech_token_dict[request_id]
+
             position = 0
             if stream:
                 assert speed == 1.0, "speed change only support non-stream inference mode"
@@ -440,7 +456,7 @@ class CosyVoice2StandIn:
                 while True:
                     hop = model.token_hop_len + prompt_pad if offset == 0 else model.token_hop_len
                     model.wait_for_tokens(request_id, offset + hop + PRE_LOOKAHEAD_LEN)
-                    if len(tokens) - offset >= hop + PRE_LOOKAHEAD_LEN:
+                    if len(tokens()) - offset >= hop + PRE_LOOKAHEAD_LEN:
                         chunk = self._chunk(record, position, hop)
                         model.hift_cache_dict[request_id] = self._vocoder_cache(chunk["tts_speech"], position, hop)
                         yield chunk
@@ -453,15 +469,15 @@ class CosyVoice2StandIn:
                             model.token_hop_len = min(
                                 model.token_max_hop_len, model.token_hop_len * model.stream_scale_factor
                             )
-                    if model.llm_end_dict[request_id] and len(tokens) - offset < hop + PRE_LOOKAHEAD_LEN:
+                    if model.llm_end_dict[request_id] and len(tokens()) - offset < hop + PRE_LOOKAHEAD_LEN:
                         break
                 llm.join()
-                yield self._chunk(record, position, len(tokens) - offset)
+                yield self._chunk(record, position, len(tokens()) - offset)
             else:
                 llm.join()
                 if self.fail_inference:
                     raise RuntimeError("CUDA error: out of memory (stand-in)")
-                yield self._chunk(record, position, len(tokens))
+                yield self._chunk(record, position, len(tokens()))
             # Only here, at the end, as upstream: a generator closed early leaves all of this behind.
             with model.lock:
                 model.tts_speech_token_dict.pop(request_id)

@@ -8,7 +8,8 @@ writes an end-of-speech or a fill token (tiny_model.py pushes both down), so on 
 read past the prompt mixing and never end. `BiStream` gives it the two decisions a trained LLM makes,
 through its decoder's logits only (upstream's loop, its sampling and its own breaks do the rest):
 - the end: once the text has ended and it has written 20 speech tokens per text token (what upstream's
-  non-streaming `inference` stops at, max_token_text_ratio), its end-of-speech token wins;
+  non-streaming `inference` stops at, max_token_text_ratio), its end-of-speech token wins (with
+  `end=False` it never does, as the tiny model on its own: the engine's cap must end it);
 - with `fill=True`, a first fill token after 15 speech tokens (upstream forces every later one itself),
   so that it reads the text as it speaks: 5 text tokens per 15 speech tokens.
 """
@@ -71,7 +72,7 @@ class BiStream:
     whether the LLM ended by itself. Logs ("text token", n)
     as upstream takes its n-th text token."""
 
-    def __init__(self, llm, monkeypatch, log, fill=False):
+    def __init__(self, llm, monkeypatch, log, fill=False, end=True):
         self.calls: list[dict] = []
         self._current = threading.local()  # the call running in this llm_job thread
         eos, fill_token = llm.speech_token_size, llm.speech_token_size + 2
@@ -90,6 +91,7 @@ class BiStream:
                     log.append(("text token", len(call["text_tokens"])))
                     yield token
                 call["text_ended"] = True
+                call["at_text_end"] = call["speech_tokens"]
 
             for token in original(*args, text=reading(), **kwargs):
                 call["speech_tokens"] += 1
@@ -103,7 +105,7 @@ class BiStream:
                 return logits
             wins = None
             if call["text_ended"]:
-                if call["speech_tokens"] >= TOKENS_PER_TEXT_TOKEN * len(call["text_tokens"]):
+                if end and call["speech_tokens"] >= TOKENS_PER_TEXT_TOKEN * len(call["text_tokens"]):
                     wins = eos
             elif fill and not call["filled"] and call["speech_tokens"] == MIX_SPEECH:
                 call["filled"] = True
@@ -124,8 +126,8 @@ def log():
 
 @pytest.fixture
 def bistream(real_engine, monkeypatch, log):
-    def make(fill=False):
-        return BiStream(real_engine._model.model.llm, monkeypatch, log, fill=fill)
+    def make(fill=False, end=True):
+        return BiStream(real_engine._model.model.llm, monkeypatch, log, fill=fill, end=end)
 
     return make
 
@@ -361,6 +363,35 @@ def test_closing_after_the_first_chunk_stops_upstreams_llm(real_engine, make_voi
     chunks = list(real_engine.stream_text(Writer(words(SENTENCE), log), voice, "en"))
     assert len(llm.calls) == 2 and llm.calls[1]["ended"]
     assert sum(len(chunk) for chunk in chunks) // 2 == llm.calls[1]["speech_tokens"] * SAMPLES_PER_TOKEN
+    assert_upstream_idle(real_engine)
+
+
+# --- 4b. a decode that never ends after the text --------------------------------------------------------
+def test_a_decode_that_never_ends_is_capped_as_upstreams_whole_text_inference(
+    real_engine, make_voice, bistream, log, monkeypatch
+):
+    """Upstream's decode after the text has no length limit: the tiny LLM left to itself (no end-of-speech
+    token) is stopped by the engine at 20 speech tokens per text token, and the sentence ends as usual."""
+    from voice.tts.cosyvoice2 import engine as engine_module
+
+    limits = []
+    cap = engine_module.cap_final_decode
+
+    def recorded(model, before, text_tokens):
+        limits.append((text_tokens, cap(model, before, text_tokens)))
+        return limits[-1][1]
+
+    monkeypatch.setattr(engine_module, "cap_final_decode", recorded)
+    voice = make_voice(speaker_id=79)
+    llm = bistream(fill=True, end=False)
+    chunks = list(real_engine.stream_text(Writer(words(SENTENCE), log), voice, "en"))
+    [call] = llm.calls
+    [(counted, limit)] = limits
+    assert call["text_ended"] and not call["ended"]  # the LLM never ended by itself
+    assert counted == len(call["text_tokens"])  # upstream's own count of the text it read
+    assert limit == max(TOKENS_PER_TEXT_TOKEN * counted, call["at_text_end"] + 25)
+    assert call["speech_tokens"] == limit + 1  # the one past the cap ended llm_job, unspoken
+    assert sum(len(chunk) for chunk in chunks) // 2 == limit * SAMPLES_PER_TOKEN
     assert_upstream_idle(real_engine)
 
 

@@ -100,8 +100,8 @@ async def test_a_speakers_clip_reaches_the_voice_socket(cosyvoice_worker, user, 
     _, model_dir, guard_log = cosyvoice_worker
     settings.VOICE_JOBS_IN_PROCESS = False
     settings.VOICE_TTS_ENGINES = ["cosyvoice2"]  # as the worker has them (the web process only reports them)
-    # Whole sentences: upstream's bi-streaming decodes after the text until the model's end-of-speech
-    # token, which the tiny random model never writes (test_text_stream.py steers it there instead).
+    # Whole sentences: upstream's bi-streaming reads more text only when the LLM writes a fill token,
+    # which the tiny random model never does (test_text_stream.py steers it there instead).
     settings.VOICE_TTS_TEXT_AS_WRITTEN = False
     settings.VOICE_JOB_FIRST_MESSAGE_TIMEOUT = 300
     settings.VOICE_JOB_IDLE_TIMEOUT = 300

@@ -33,7 +33,7 @@ from ... import text as voice_text
 from ..base import TTSEngine, TTSError, VoiceRef, language_code
 from .model_dir import COSYVOICE3, accelerated_files, check_model_dir, inspect_model_dir
 from .speaker_cache import SpeakerCache, spkinfo_file_lock
-from .stopping import STOP_TIMEOUT, UpstreamStop, request_ids, stop_requests
+from .stopping import STOP_TIMEOUT, UpstreamStop, cap_final_decode, request_ids, stop_requests
 from .text_stream import TextFeed
 from .upstream import (
     UPSTREAM_COMMIT,
@@ -269,16 +269,21 @@ class CosyVoice2Engine(TTSEngine):
             yield from super().stream_text(pieces, voice, language)
             return
         normalise = model.frontend.text_normalize
+        before: set[str] = set()  # the requests upstream held before this call's (set under the lock)
         feed = TextFeed(
             pieces,
             normalise=lambda chunk: normalise(chunk, split=False, text_frontend=True),
             chinese=language_code(language or "") in CHINESE_LANGUAGES,
+            # upstream's decode after the text has no length limit: bound it as its whole-text one is
+            on_end=lambda text: cap_final_decode(model, before, _text_tokens(model, text)),
         )
         try:
             if not feed.wait_for_text():  # the lock is taken once there is something to say
                 return
             with self._lock:
                 spk_id = self._speaker_id(model, voice)
+                self._wait_for_stopped()
+                before.update(request_ids(model))
                 synthesis = self._synthesise(model, feed.text(), spk_id)
                 try:
                     for pcm in synthesis:
@@ -366,3 +371,13 @@ class CosyVoice2Engine(TTSEngine):
             }
         )
         return info
+
+
+def _text_tokens(model, text: str) -> int:
+    """How many text tokens upstream's frontend makes of `text` (its own tokenizer; else one per character,
+    which is never fewer)."""
+    frontend = getattr(model, "frontend", None)
+    tokenizer = getattr(frontend, "tokenizer", None)
+    if tokenizer is None:
+        return len(text)
+    return len(tokenizer.encode(text, allowed_special=getattr(frontend, "allowed_special", "all")))

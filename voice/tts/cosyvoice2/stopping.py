@@ -37,6 +37,61 @@ class StoppedTokens(list):
         raise SystemExit("CosyVoice2 stream closed: its LLM job stops here")
 
 
+# Upstream's own bound for a whole text (Qwen2LM.inference's default max_token_text_ratio): speech tokens
+# per text token. Its bi-streaming decode has none after the text (see text_stream.py).
+MAX_TOKEN_TEXT_RATIO = 20
+FINAL_DECODE_MIN_TOKENS = 25  # at least this many more after the text (1 s of speech at 25 tokens/s)
+
+
+class CappedTokens(list):
+    """A request's token list that ends upstream's LLM at `limit` tokens as its own end would.
+
+    Past the limit, `append` marks the LLM done (`llm_end_dict[id] = True`, what llm_job does after its
+    last token) and raises SystemExit, which ends llm_job quietly (as StoppedTokens); upstream's stream
+    then speaks the tokens it has and pops the request, as at a normal end."""
+
+    def __init__(self, tokens, limit: int, on_limit):
+        super().__init__(tokens)
+        self.limit = limit
+        self._on_limit = on_limit
+
+    def append(self, token):
+        if len(self) >= self.limit:
+            self._on_limit()
+            raise SystemExit("CosyVoice2 stream reached its token cap: its LLM job ends here")
+        super().append(token)
+
+
+def cap_final_decode(model, before: set[str], text_tokens: int) -> int | None:
+    """Bound upstream's bi-streaming decode after the text: at most MAX_TOKEN_TEXT_RATIO speech tokens
+    per text token in all, and FINAL_DECODE_MIN_TOKENS more than it has now. Call in upstream's LLM thread
+    (at the end of the text generator), so no token is appended meanwhile. Returns the limit, or None
+    where the model holds no per-request state (a stand-in) or no new request is found."""
+    inner = _inner(model)
+    ends = getattr(inner, "llm_end_dict", None)
+    if inner is None or not isinstance(ends, dict):
+        return None
+    ids = set(inner.tts_speech_token_dict) - before
+    if len(ids) != 1:  # one call at a time under the engine's lock: anything else is not ours to cap
+        return None
+    (request_id,) = ids
+    tokens = inner.tts_speech_token_dict[request_id]
+    if isinstance(tokens, StoppedTokens):
+        return None
+    limit = max(MAX_TOKEN_TEXT_RATIO * text_tokens, len(tokens) + FINAL_DECODE_MIN_TOKENS)
+
+    def reached() -> None:
+        logger.warning(
+            "CosyVoice2: a streamed sentence of %d text tokens reached its cap of %d speech tokens; it ends there",
+            text_tokens,
+            limit,
+        )
+        ends[request_id] = True
+
+    inner.tts_speech_token_dict[request_id] = CappedTokens(tokens, limit, reached)
+    return limit
+
+
 def _inner(model):
     """Upstream's CosyVoice2Model (`CosyVoice2.model`), or None where it has no per-request state."""
     inner = getattr(model, "model", None)

@@ -22,6 +22,10 @@ What this module adds, and why:
   falls back to the raw chunk; a failing source of pieces ends the text, and the engine raises its error.
 - A thread of its own takes the pieces from the caller (they may block while an LLM writes), so closing
   the stream wakes upstream's LLM thread at once, whatever the caller's iterator is doing.
+- Telling when the text has ended (`on_end`, called with the text handed to upstream, in upstream's
+  LLM thread, just before upstream's final decode): that decode runs until the model writes its
+  end-of-speech token, with no length limit (unlike upstream's whole-text `inference`, which stops at
+  20 speech tokens per text token); the engine caps it there (stopping.cap_final_decode).
 """
 
 import logging
@@ -40,8 +44,15 @@ _CLOSED = object()  # the stream was closed: upstream's LLM thread stops
 class TextFeed:
     """The pieces of one sentence, taken by a thread of their own, for `text()` to hand to upstream."""
 
-    def __init__(self, pieces: Iterable[str], normalise: Callable[[str], str], chinese: bool = False):
+    def __init__(
+        self,
+        pieces: Iterable[str],
+        normalise: Callable[[str], str],
+        chinese: bool = False,
+        on_end: Callable[[str], object] | None = None,
+    ):
         self._normalise = normalise
+        self._on_end = on_end
         self._chinese = chinese
         self._queue: queue.Queue = queue.Queue()
         self._closed = threading.Event()
@@ -87,6 +98,7 @@ class TextFeed:
         """The generator for upstream's `tts_text`: normalised chunks of whole words, as they come."""
         buffer, spoken, space_before = "", False, False
         chinese = self._chinese
+        handed: list[str] = []  # what upstream was given, for on_end
         while True:
             item = self._queue.get()
             if item is _CLOSED or self._closed.is_set():
@@ -101,12 +113,21 @@ class TextFeed:
                 chunk, buffer = buffer[:cut], buffer[cut:]
                 normalised = self._normalised(chunk)
                 if normalised:
-                    yield f" {normalised}" if spoken and (space_before or chunk[0].isspace()) else normalised
+                    text = f" {normalised}" if spoken and (space_before or chunk[0].isspace()) else normalised
+                    handed.append(text)
+                    yield text
                     spoken = True
                 space_before = chunk[-1].isspace()
         normalised = self._normalised(buffer)
         if normalised:
-            yield f" {normalised}" if spoken and (space_before or buffer[0].isspace()) else normalised
+            text = f" {normalised}" if spoken and (space_before or buffer[0].isspace()) else normalised
+            handed.append(text)
+            yield text
+        if self._on_end is not None and not self._closed.is_set():
+            try:
+                self._on_end("".join(handed))
+            except Exception:  # the decode goes on uncapped rather than leave upstream's stream waiting
+                logger.warning("CosyVoice2: the end-of-text hook failed", exc_info=True)
 
     def _normalised(self, chunk: str) -> str:
         if not chunk.strip():

@@ -58,3 +58,37 @@ def test_a_model_without_per_request_state_needs_no_stopping():
     model = SimpleNamespace(model=SimpleNamespace(token_hop_len=25))
     assert stopping.request_ids(model) == set()
     assert stopping.stop_requests(model, set()) is None
+
+
+def capped_model(tokens, ended=False):
+    inner = SimpleNamespace(tts_speech_token_dict={"old": [9], "r1": list(tokens)}, llm_end_dict={"r1": ended})
+    return SimpleNamespace(model=inner), inner
+
+
+def test_the_final_decode_cap_ends_the_llm_job_as_its_own_end_would():
+    model, inner = capped_model(range(10))
+    limit = stopping.cap_final_decode(model, {"old"}, text_tokens=3)
+    assert limit == 60  # 20 speech tokens per text token
+    tokens = inner.tts_speech_token_dict["r1"]
+    assert tokens == list(range(10))  # what the LLM made so far is kept
+    for token in range(50):
+        tokens.append(token)
+    assert len(tokens) == 60 and inner.llm_end_dict["r1"] is False
+    with pytest.raises(SystemExit) as excinfo:
+        tokens.append(99)
+    assert type(excinfo.value) is SystemExit
+    assert len(tokens) == 60 and inner.llm_end_dict["r1"] is True  # as llm_job sets it after its last token
+
+
+def test_the_final_decode_always_gets_some_tokens_after_the_text():
+    model, _ = capped_model(range(70))
+    assert stopping.cap_final_decode(model, {"old"}, text_tokens=3) == 70 + stopping.FINAL_DECODE_MIN_TOKENS
+
+
+def test_no_cap_without_a_single_new_request_or_for_a_stopped_one():
+    model, inner = capped_model([])
+    assert stopping.cap_final_decode(model, set(), text_tokens=3) is None  # two new requests: not ours
+    assert stopping.cap_final_decode(SimpleNamespace(model=SimpleNamespace()), set(), text_tokens=3) is None
+    inner.tts_speech_token_dict["r1"] = stopping.StoppedTokens()
+    assert stopping.cap_final_decode(model, {"old"}, text_tokens=3) is None
+    assert type(inner.tts_speech_token_dict["r1"]) is stopping.StoppedTokens

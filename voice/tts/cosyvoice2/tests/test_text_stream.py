@@ -4,11 +4,13 @@
 
 import threading
 from collections.abc import Generator
+from contextlib import closing
 
 import pytest
 
 from voice.tests.cosyvoice_standin import (
     IGNORE_STOPPED_LLM_JOB,
+    SAMPLES_PER_TOKEN,
     CosyVoice2StandIn,
     StandInLLM,
     StandInModel,
@@ -16,6 +18,7 @@ from voice.tests.cosyvoice_standin import (
 from voice.text import word_cut_point as cut_point
 from voice.tts import TTSError, get_tts_engine
 from voice.tts.cosyvoice2 import engine as engine_module
+from voice.tts.cosyvoice2 import stopping
 from voice.tts.cosyvoice2.text_stream import TextFeed
 from voice.tts.espeak import EspeakEngine
 from voice.tts.silence import SilenceEngine
@@ -142,6 +145,39 @@ def test_blank_pieces_say_nothing(model_dir, make_voice):
     engine = engine_for(model_dir, standin)
     assert list(engine.stream_text(["", "  ", "\n"], make_voice())) == []
     assert standin.calls.inference == []
+
+
+def test_a_decode_that_never_ends_after_the_text_is_capped(model_dir, make_voice, caplog):
+    """Upstream's decode after a text generator stops only at an end-of-speech token; a model that never
+    writes one (random weights) is stopped at 20 speech tokens per text token, as upstream's whole-text
+    inference is, and its speech ends as at a normal end: the request's state gone, no LLM thread left."""
+    standin = CosyVoice2StandIn.fresh(endless_final_decode=True)
+    engine = engine_for(model_dir, standin)
+    limit = stopping.MAX_TOKEN_TEXT_RATIO * len(SENTENCE)  # the stand-in's text tokens are its characters
+    chunks = []
+    with closing(engine.stream_text(Pieces(), make_voice(), "en")) as stream:
+        for chunk in stream:
+            chunks.append(chunk)
+            assert sum(len(chunk) for chunk in chunks) // 2 <= limit * SAMPLES_PER_TOKEN, "not capped"
+    [call] = standin.calls.inference
+    assert sum(call["chunk_tokens"]) == limit
+    assert sum(len(chunk) for chunk in chunks) // 2 == limit * SAMPLES_PER_TOKEN
+    assert "reached its cap" in caplog.text
+    upstream_idle(engine, standin)
+    # The next sentence starts afresh: its cap is its own.
+    assert list(engine.stream_text(["Hi there."], make_voice(), "en"))
+    assert sum(standin.calls.inference[-1]["chunk_tokens"]) == stopping.MAX_TOKEN_TEXT_RATIO * len("Hi there.")
+    upstream_idle(engine, standin)
+
+
+def test_a_decode_that_ends_by_itself_is_not_cut(model_dir, make_voice, caplog):
+    standin = CosyVoice2StandIn.fresh()
+    engine = engine_for(model_dir, standin)
+    assert list(engine.stream_text(Pieces(), make_voice(), "en"))
+    [call] = standin.calls.inference
+    assert 0 < sum(call["chunk_tokens"]) < stopping.MAX_TOKEN_TEXT_RATIO * len(SENTENCE)
+    assert "reached its cap" not in caplog.text
+    upstream_idle(engine, standin)
 
 
 def test_the_hop_len_guard_holds_across_generator_calls(model_dir, make_voice):
@@ -301,6 +337,36 @@ def test_closing_stops_the_text_generator_with_system_exit():
         next(text)
     assert type(excinfo.value) is SystemExit
     pieces.release.set()
+
+
+def test_the_end_of_the_text_is_told_with_what_upstream_was_given():
+    ended = []
+
+    def on_end(text):
+        ended.append((text, threading.current_thread()))
+
+    feed = TextFeed(["Hello the", "re, friend."], normalise=str.upper, on_end=on_end)
+    given = list(feed.text())
+    assert ended == [("".join(given), threading.current_thread())]  # in the thread reading the text
+    assert "".join(given) == "HELLO THERE, FRIEND."
+
+
+def test_a_closed_text_tells_no_end_and_a_failing_hook_ends_the_text_all_the_same():
+    ended = []
+    pieces = Pieces(hold_at=1)
+    feed = TextFeed(pieces, normalise=str.strip, on_end=ended.append)
+    text = feed.text()
+    assert next(text) == "Hello"
+    feed.close()
+    with pytest.raises(SystemExit):
+        next(text)
+    pieces.release.set()
+    assert ended == []
+
+    def broken(text):
+        raise RuntimeError("no tokenizer")
+
+    assert list(TextFeed(["Hello there."], normalise=str.strip, on_end=broken).text()) == ["Hello", " there."]
 
 
 def test_cut_point():
