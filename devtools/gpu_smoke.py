@@ -3,7 +3,9 @@
 No session has been lent a GPU with the model's weights, so this runs what can run anywhere: the real
 upstream classes (PyPI `cosyvoice2-fr-infer`, as in voice/tests/cosyvoice_real) with the tiny
 random-weight model of those tests, through `CosyVoice2Engine`, on CUDA: fp16 off and on, the streamed
-path, concurrent streams under the token_hop_len guard, and a stream closed early. It prints a table.
+path, the text-stream path (upstream's bi-streaming: `stream_text`, text fed as it is written, the
+decode after it ended by the engine's cap), concurrent streams under the token_hop_len guard, and a
+stream closed early. It prints a table.
 The same scenarios run on the CPU in `.venv-cosyvoice` (`--device cpu`), which is how it is tested.
 
 Two steps (docs/cosyvoice2.md, "GPU smoke run"):
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +144,59 @@ def _timed_stream(engine, text, voice) -> tuple[float, float, int]:
     return (first if first is not None else float("nan")), time.perf_counter() - start, size
 
 
+def _timed_text_stream(engine, text, voice) -> tuple[float, float, int]:
+    """(first chunk s, total s, PCM bytes) of one sentence fed word by word (`stream_text`)."""
+    words = text.split(" ")
+    pieces = [f"{word} " for word in words[:-1]] + words[-1:]
+    start = time.perf_counter()
+    first, size = None, 0
+    for chunk in engine.stream_text(iter(pieces), voice, "en"):
+        if first is None:
+            first = time.perf_counter() - start
+        size += len(chunk)
+    return (first if first is not None else float("nan")), time.perf_counter() - start, size
+
+
+class FillSteer:
+    """The one decision of upstream's bi-streaming the tiny random LLM never makes: a first fill token
+    after MIX_SPEECH speech tokens of the text phase (upstream then forces every later one itself), so it
+    reads the text as it speaks. Only the decoder's logits change; the end after the text is left to the
+    engine's cap (stopping.cap_final_decode), as a model that never writes its end-of-speech token."""
+
+    MIX_SPEECH = 15  # cosyvoice2.yaml llm.mix_ratio[1]
+
+    def __init__(self, llm):
+        self._state = threading.local()
+        self._fill = llm.speech_token_size + 2
+        self._bistream, self._forward = llm.inference_bistream, llm.llm_decoder.forward
+        llm.inference_bistream, llm.llm_decoder.forward = self._counted, self._decided
+        self.capped = 0  # calls whose decode the engine's cap ended
+
+    def _counted(self, *args, text, **kwargs):
+        state = self._state
+        state.spoken, state.filled, state.text_ended = 0, False, False
+
+        def reading():
+            yield from text
+            state.text_ended = True
+
+        try:
+            for token in self._bistream(*args, text=reading(), **kwargs):
+                state.spoken += 1
+                yield token
+        finally:
+            state.spoken = None
+
+    def _decided(self, hidden):
+        logits = self._forward(hidden)
+        state = self._state
+        if getattr(state, "spoken", None) == self.MIX_SPEECH and not state.filled and not state.text_ended:
+            state.filled = True
+            logits = logits.float()  # fp16 cannot hold the push (autocast hands fp16 logits on CUDA)
+            logits[..., self._fill] += 1.0e5
+        return logits
+
+
 def _upstream_requests(engine) -> int:
     inner = engine._model.model
     return sum(len(getattr(inner, name, {})) for name in ("tts_speech_token_dict", "llm_end_dict", "hift_cache_dict"))
@@ -198,6 +254,25 @@ def run_scenarios(model_dir: Path, work: Path, device: str) -> list[Row]:
         except Exception as exc:
             rows.append(Row("stream", label, False, note=f"{type(exc).__name__}: {exc}"[:160]))
 
+        try:
+            FillSteer(engine._model.model.llm)
+            with _counting_caps() as caps:
+                first, total, size = _timed_text_stream(engine, TEXT, voice)
+            left = _upstream_requests(engine)
+            rows.append(
+                Row(
+                    "text stream",
+                    label,
+                    size > 0 and left == 0 and caps == [1],
+                    first * 1000,
+                    total,
+                    size / 2 / rate,
+                    f"bi-streaming; decode ended by the cap: {caps == [1]}; {left} entries left",
+                )
+            )
+        except Exception as exc:
+            rows.append(Row("text stream", label, False, note=f"{type(exc).__name__}: {exc}"[:160]))
+
         start = time.perf_counter()
         results = _concurrent_streams(engine, voice)
         failed = [r for r in results if isinstance(r, BaseException) or r is None]
@@ -232,6 +307,25 @@ def run_scenarios(model_dir: Path, work: Path, device: str) -> list[Row]:
             torch.cuda.empty_cache()
         del engine
     return rows
+
+
+@contextmanager
+def _counting_caps():
+    """[n]: how many times the engine's cap ended a decode (its warning) within the block."""
+    import logging
+
+    caps = [0]
+
+    class Counter(logging.Handler):
+        def emit(self, record):
+            caps[0] += "reached its cap" in record.getMessage()
+
+    handler, logger = Counter(), logging.getLogger("voice.tts.cosyvoice2")
+    logger.addHandler(handler)
+    try:
+        yield caps
+    finally:
+        logger.removeHandler(handler)
 
 
 def table(rows: list[Row], device: str) -> str:

@@ -33,8 +33,9 @@ def test_the_scenarios_pass_on_the_cpu_with_the_shims_in_place(tmp_path):
     assert [(row["scenario"], row["fp16"]) for row in rows] == [
         (scenario, fp16)
         for fp16 in ("off", "on")
-        for scenario in ("load", "stream", f"{gpu_smoke.CONCURRENT} concurrent", "early close")
+        for scenario in ("load", "stream", "text stream", f"{gpu_smoke.CONCURRENT} concurrent", "early close")
     ]
     assert all(row["ok"] for row in rows), rows
-    streamed = [row for row in rows if row["scenario"] == "stream"]
+    streamed = [row for row in rows if row["scenario"] in ("stream", "text stream")]
     assert all(row["audio_s"] > 1 and row["first_chunk_ms"] > 0 for row in streamed)
+    assert all("ended by the cap: True" in row["note"] for row in rows if row["scenario"] == "text stream")
