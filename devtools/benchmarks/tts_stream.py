@@ -5,7 +5,8 @@ instant `silence` engine, an instant LLM in its own process writing a two-senten
 VOICE_TTS_STREAM on and one with it off, measured round by round in turn so both see the same load:
 
 * a spoken turn's orchestration overhead (message sent -> `audio_done`), p50 / p95, its first audio,
-  and the synthesis jobs it started (the web process's mm_voice_jobs_total);
+  the part of it up to the LLM's first text and the part after (where the two designs differ), and the
+  synthesis jobs it started (the web process's mm_voice_jobs_total);
 * time to first audio of a typed turn with Piper and the fake LLM (300 ms to the first token, 30
   tokens/s) minus its floor (voice_loop's `ttfa_*` figures), the two designs and the floor interleaved;
 * turns per second with `sessions` sessions talking back to back (no think time) on the one worker:
@@ -119,6 +120,13 @@ def run(*, rounds: int = 4, turns_per_round: int = 15, sessions: int = 16, out=p
             results[f"tts_{mode}_overhead_p50_ms"] = percentile(ends, 50)
             results[f"tts_{mode}_overhead_p95_ms"] = percentile(ends, 95)
             results[f"tts_{mode}_first_audio_p50_ms"] = percentile(firsts, 50)
+            # Where the time goes: up to the LLM's first text (the chat turn reading and writing its rows,
+            # the same in both designs), and from there on (the synthesis path the designs differ in).
+            before = [turn["first_delta"] * 1000 for turn in turns[mode]]
+            after = [(turn["end"] - turn["first_delta"]) * 1000 for turn in turns[mode]]
+            results[f"tts_{mode}_to_first_delta_p50_ms"] = percentile(before, 50)
+            results[f"tts_{mode}_after_first_delta_p50_ms"] = percentile(after, 50)
+            results[f"tts_{mode}_after_first_delta_p95_ms"] = percentile(after, 95)
             results[f"tts_{mode}_jobs_per_turn"] = jobs[mode] / len(turns[mode])
             results[f"tts_{mode}_turns_per_s_{sessions}"] = sorted(rates[mode])[len(rates[mode]) // 2]
         out(f"[{time.monotonic() - started:5.0f} s] measured")

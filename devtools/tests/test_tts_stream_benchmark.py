@@ -22,4 +22,8 @@ def test_a_tiny_run_compares_the_stream_with_a_job_per_sentence():
         )
         assert 0 < results[f"tts_{mode}_first_audio_p50_ms"] <= results[f"tts_{mode}_overhead_p50_ms"]
         assert results[f"tts_{mode}_overhead_p50_ms"] <= results[f"tts_{mode}_overhead_p95_ms"]
+        # The two parts of a turn: up to the LLM's first text, and after it.
+        before, after = results[f"tts_{mode}_to_first_delta_p50_ms"], results[f"tts_{mode}_after_first_delta_p50_ms"]
+        assert 0 < before <= results[f"tts_{mode}_first_audio_p50_ms"] and after > 0
+        assert after <= results[f"tts_{mode}_after_first_delta_p95_ms"]
         assert results[f"tts_{mode}_turns_per_s_2"] > 0
