@@ -6,9 +6,12 @@ process, which loads in `worker_ready` (before the worker answers its first ping
 `celery -A magicmirror inspect voice_engines`.
 """
 
+import contextlib
 import logging
+import os
 import threading
 
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
@@ -124,20 +127,42 @@ def _preload_in_main(sender=None, **kwargs):  # sender: the worker's Consumer
 # A threads-pool worker acknowledges a finished job in the job's thread, which does not wake the
 # worker's event loop; with every thread busy (its prefetch is full) the next queued job was then fetched
 # only at the loop's next wake-up, up to 1 s later (celery/celery#6941): turn streams started in batches
-# 1-2 s apart with 16 sessions on 8 threads. A repeated no-op timer wakes the loop this often instead.
-LOOP_TICK_S = 0.01
-
-
+# 1-2 s apart with 16 sessions on 8 threads. So each job, once it has ended and been acknowledged, writes
+# a byte to a pipe the loop reads: the loop wakes then, and only then (an idle worker stays asleep).
 @worker_ready.connect
-def _tick_threads_loop(sender=None, **kwargs):  # sender: the worker's Consumer
-    if sender is None or getattr(sender, "hub", None) is None or getattr(sender, "timer", None) is None:
-        return  # no event loop (a pool that blocks in its own loop, e.g. solo): nothing waits on it
-    if "thread" in type(getattr(sender, "pool", None)).__module__:
-        sender.timer.call_repeatedly(LOOP_TICK_S, _wake)
+def _wake_loop_when_jobs_end(sender=None, **kwargs):  # sender: the worker's Consumer
+    hub, pool = getattr(sender, "hub", None), getattr(sender, "pool", None)
+    if hub is None or not isinstance(pool, ThreadTaskPool):
+        return  # no event loop, or a pool that wakes it itself (prefork's result pipes; solo blocks in it)
+    wakeup = LoopWakeup(hub)
+    apply = pool.on_apply
+
+    def on_apply(*args, **kwargs):
+        result = apply(*args, **kwargs)
+        # Called in the job's thread after apply_target has run the job and its callback (the ack).
+        result.f.add_done_callback(wakeup.wake)
+        return result
+
+    pool.on_apply = on_apply
 
 
-def _wake() -> None:
-    """Nothing: the loop's wake-up is the point (it fetches jobs for the threads that are free)."""
+class LoopWakeup:
+    """A self-pipe in the worker's event loop: `wake()`, from any thread, makes the loop run once."""
+
+    def __init__(self, hub) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        hub.add_reader(self._read, self._drain)
+
+    def wake(self, *_: object) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: the loop has wake-ups enough to read
+            os.write(self._write, b"\0")
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
 
 
 try:
