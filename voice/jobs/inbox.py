@@ -30,7 +30,9 @@ class LocalInbox:
     def __init__(self, name: str) -> None:
         self.name = name
         self._queues: dict[str, queue.Queue[bytes]] = {}
-        self._lock = threading.Lock()
+        # Reentrant: an abandoned `items` generator may be finalised by the garbage collector while this
+        # thread holds the lock (in `open`), and its `finally` discards its queue under the lock too.
+        self._lock = threading.RLock()
 
     def open(self, job_id: str) -> None:
         with self._lock:

@@ -452,6 +452,7 @@ def tts_stream_run(
     emit = _job_emit(send, job_id)
     voices = VoiceRefs()
     sentence = None
+    items = None
     try:
         emit({"type": messages.TTS_OPENED, "takes_text": reads_as_written(language, engine_name)})
         items = stream_items(job_id)
@@ -502,6 +503,8 @@ def tts_stream_run(
         logger.exception("TTS stream %s failed", job_id)
         _send_error(emit, messages.TTS_ERROR, "tts_failed", "Speech synthesis failed.", sentence=sentence)
     finally:
+        if items is not None:
+            items.close()  # now, not whenever the garbage collector finds it (its finally takes a lock)
         with contextlib.suppress(Exception):
             backends.current().text.discard(job_id)  # sentences fed after the end must not linger
 
