@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -413,7 +413,7 @@ def tts_run(
         _send_error(emit, messages.TTS_ERROR, "tts_failed", "Speech synthesis failed.")
 
 
-def stream_items(job_id: str) -> Iterator[dict]:
+def stream_items(job_id: str) -> Generator[dict, None, None]:
     """The sentences a turn's requester feeds its synthesis stream (voice.jobs.stream), in order."""
     inbox = backends.current().text
     for item in inbox.items(job_id, idle_timeout=settings.VOICE_TTS_STREAM_IDLE_TIMEOUT):
