@@ -118,6 +118,7 @@ class Stack:
     cookie: str = ""
     mysql: ThrowawayMySQL | None = None
     extra_env: dict = field(default_factory=dict)  # settings of this run (e.g. the end-of-turn rule)
+    log_dir: str = LOG_DIR  # keep the processes' logs (INFO) there; "" for none
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MYSQL_HOST", "MYSQL_DATABASE")}
@@ -144,7 +145,7 @@ class Stack:
             RATELIMIT_ENABLE="false",
             VOICE_WS_MAX_SOCKETS_PER_USER="0",  # every concurrent session is the one benchmark user's
             VOICE_MAX_AUDIO_RATE="2.0",
-            LOG_LEVEL="INFO" if LOG_DIR else "WARNING",
+            LOG_LEVEL="INFO" if self.log_dir else "WARNING",
         )
         env.update(self.extra_env)
         if self.mysql is not None:
@@ -186,7 +187,7 @@ class Stack:
             "-n",
             f"bench-{os.getpid()}@localhost",
             "-l",
-            "info" if LOG_DIR else "warning",
+            "info" if self.log_dir else "warning",
         ]
         self._spawn("worker", worker, env)
         self.port, self.processes["web"] = start_daphne(env, stdout=self._log("web"))
@@ -207,12 +208,18 @@ class Stack:
     def _log(self, name: str):
         """Where process `name` writes: nowhere, or with BENCHMARK_LOG_DIR a file of this stack's there
         (a failed run can then be read afterwards)."""
-        if not LOG_DIR:
+        path = self.log_path(name)
+        if path is None:
             return subprocess.DEVNULL
-        self._stack_id = getattr(self, "_stack_id", None) or next(_STACK_IDS)
-        path = Path(LOG_DIR) / f"stack{self._stack_id}-{name}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("a")
+
+    def log_path(self, name: str) -> Path | None:
+        """The file process `name` of this stack logs to, if it keeps logs (`log_dir`)."""
+        if not self.log_dir:
+            return None
+        self._stack_id = getattr(self, "_stack_id", None) or next(_STACK_IDS)
+        return Path(self.log_dir) / f"stack{self._stack_id}-{name}.log"
 
     def stop(self):
         # Web and worker first, Redis last: stopped the other way round they log connection tracebacks.

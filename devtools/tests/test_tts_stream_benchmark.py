@@ -27,3 +27,6 @@ def test_a_tiny_run_compares_the_stream_with_a_job_per_sentence():
         assert 0 < before <= results[f"tts_{mode}_first_audio_p50_ms"] and after > 0
         assert after <= results[f"tts_{mode}_after_first_delta_p95_ms"]
         assert results[f"tts_{mode}_turns_per_s_2"] > 0
+        # Worker threads: every job of a turn held one for a while; at most the worker's 8 busy at once.
+        assert results[f"tts_{mode}_thread_ms_per_turn"] > 0
+        assert 0 < results[f"tts_{mode}_threads_busy_2"] <= 8
