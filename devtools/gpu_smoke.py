@@ -170,7 +170,6 @@ class FillSteer:
         self._fill = llm.speech_token_size + 2
         self._bistream, self._forward = llm.inference_bistream, llm.llm_decoder.forward
         llm.inference_bistream, llm.llm_decoder.forward = self._counted, self._decided
-        self.capped = 0  # calls whose decode the engine's cap ended
 
     def _counted(self, *args, text, **kwargs):
         state = self._state

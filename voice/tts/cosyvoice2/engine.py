@@ -269,7 +269,7 @@ class CosyVoice2Engine(TTSEngine):
             yield from super().stream_text(pieces, voice, language)
             return
         normalise = model.frontend.text_normalize
-        before: set[str] = set()  # the requests upstream held before this call's (set under the lock)
+        before: set[str] = set()  # the requests upstream held before this call's (_synthesise fills it)
         feed = TextFeed(
             pieces,
             normalise=lambda chunk: normalise(chunk, split=False, text_frontend=True),
@@ -282,9 +282,7 @@ class CosyVoice2Engine(TTSEngine):
                 return
             with self._lock:
                 spk_id = self._speaker_id(model, voice)
-                self._wait_for_stopped()
-                before.update(request_ids(model))
-                synthesis = self._synthesise(model, feed.text(), spk_id)
+                synthesis = self._synthesise(model, feed.text(), spk_id, held_before=before)
                 try:
                     for pcm in synthesis:
                         feed.raise_failure()  # the caller's own error, as its pieces raised it
@@ -296,12 +294,17 @@ class CosyVoice2Engine(TTSEngine):
         finally:
             feed.close()
 
-    def _synthesise(self, model, tts_text, spk_id: str) -> Generator[bytes, None, None]:
+    def _synthesise(
+        self, model, tts_text, spk_id: str, held_before: set[str] | None = None
+    ) -> Generator[bytes, None, None]:
         """One streamed inference call: `tts_text` is a sentence, or a generator of its text (bi-streaming).
-        Call with self._lock held."""
+        Call with self._lock held. `held_before` gets the requests upstream held before this call's, as
+        soon as they are known (before upstream starts this call's LLM thread)."""
         self._wait_for_stopped()
         self._reset_hop_len(model)  # the token_hop_len guard
         before = request_ids(model)
+        if held_before is not None:
+            held_before |= before
         outputs = None
         try:
             outputs = model.inference_zero_shot(tts_text, "", "", zero_shot_spk_id=spk_id, stream=True)
